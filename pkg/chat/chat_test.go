@@ -1,0 +1,194 @@
+package chat
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestParseID(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		in   string
+		want ID
+		ok   bool
+	}{
+		{"full", "1700000000000-5", ID{1700000000000, 5}, true},
+		{"zero", "0-0", ID{}, true},
+		{"bare ms", "42", ID{42, 0}, true},
+		{"empty", "", ID{}, false},
+		{"dollar", "$", ID{}, false},
+		{"negative", "-1-0", ID{}, false},
+		{"bad seq", "1-x", ID{}, false},
+		{"three parts", "1-2-3", ID{}, false},
+		{"overflow", "99999999999999999999-0", ID{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := ParseID(tt.in)
+			if (err == nil) != tt.ok || got != tt.want {
+				t.Fatalf("ParseID(%q) = %v, %v; want %v, ok=%v", tt.in, got, err, tt.want, tt.ok)
+			}
+			if tt.ok && strings.Contains(tt.in, "-") && got.String() != tt.in {
+				t.Fatalf("String() = %q, want %q", got.String(), tt.in)
+			}
+		})
+	}
+}
+
+func TestIDCompare(t *testing.T) {
+	t.Parallel()
+	a, b, c := ID{1, 0}, ID{1, 1}, ID{2, 0}
+	if !a.Less(b) || !b.Less(c) || c.Less(a) || a.Compare(a) != 0 {
+		t.Fatal("ID ordering is wrong")
+	}
+}
+
+func TestValidRoom(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		room string
+		ok   bool
+	}{
+		{"lobby", true},
+		{"a", true},
+		{"0-room_x", true},
+		{strings.Repeat("a", 64), true},
+		{strings.Repeat("a", 65), false},
+		{"", false},
+		{"-abc", false},
+		{"_abc", false},
+		{"Lobby", false},
+		{"a b", false},
+		{"a{b}", false},
+		{"café", false},
+	}
+	for _, tt := range tests {
+		if got := ValidRoom(tt.room); got != tt.ok {
+			t.Errorf("ValidRoom(%q) = %v, want %v", tt.room, got, tt.ok)
+		}
+	}
+}
+
+func TestNormalizeName(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, in, want string
+		code           Code
+	}{
+		{"plain", "ann", "ann", ""},
+		{"trimmed", "  ann \t", "ann", ""},
+		{"unicode", "Zoë 🐙", "Zoë 🐙", ""},
+		{"32 chars", strings.Repeat("é", 32), strings.Repeat("é", 32), ""},
+		{"33 chars", strings.Repeat("é", 33), "", CodeBadName},
+		{"empty", "", "", CodeBadName},
+		{"spaces", "   ", "", CodeBadName},
+		{"control", "a\x00b", "", CodeBadName},
+		{"newline inside", "a\nb", "", CodeBadName},
+		{"invalid utf8", "a\xffb", "", CodeBadName},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := NormalizeName(tt.in)
+			if tt.code != "" {
+				if err == nil || err.Code != tt.code {
+					t.Fatalf("NormalizeName(%q) error = %v, want code %s", tt.in, err, tt.code)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("NormalizeName(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestDecodeFrame(t *testing.T) {
+	t.Parallel()
+	const max = 10
+	tests := []struct {
+		name  string
+		in    string
+		want  Message
+		code  Code
+		nonce string
+	}{
+		{"plain", "hello", Message{Text: "hello"}, "", ""},
+		{"plain trimmed", "  hi  ", Message{Text: "hi"}, "", ""},
+		{"plain counts code points", "éééééééééé", Message{Text: "éééééééééé"}, "", ""},
+		{"plain too long", "01234567890", Message{}, CodeTooLarge, ""},
+		{"plain blank", " \n ", Message{}, CodeBadRequest, ""},
+		{"plain invalid utf8", "a\xff", Message{}, CodeBadRequest, ""},
+		{"json", `{"type":"message","text":"hi","nonce":"n1"}`, Message{Text: "hi", Nonce: "n1"}, "", ""},
+		{"json leading space", ` {"type":"message","text":" hi "}`, Message{Text: "hi"}, "", ""},
+		{"json not closed", `{"type":"message"`, Message{}, CodeBadRequest, ""},
+		{"json trailing garbage", `{"type":"message","text":"a"} x`, Message{}, CodeBadRequest, ""},
+		{"json text not string", `{"type":"message","text":5}`, Message{}, CodeBadRequest, ""},
+		{"json unknown type", `{"type":"typing","nonce":"n2"}`, Message{}, CodeBadRequest, "n2"},
+		{"json missing type", `{"text":"a"}`, Message{}, CodeBadRequest, ""},
+		{"json empty text", `{"type":"message","text":"  ","nonce":"n3"}`, Message{}, CodeBadRequest, "n3"},
+		{"json too long", `{"type":"message","text":"01234567890","nonce":"n4"}`, Message{}, CodeTooLarge, "n4"},
+		{"json long nonce", `{"type":"message","text":"a","nonce":"` + strings.Repeat("n", 65) + `"}`, Message{}, CodeBadRequest, ""},
+		{"json array", `[1,2]`, Message{Text: "[1,2]"}, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := DecodeFrame([]byte(tt.in), max)
+			if tt.code != "" {
+				if err == nil || err.Code != tt.code || err.Nonce != tt.nonce {
+					t.Fatalf("DecodeFrame(%q) error = %+v, want code %s nonce %q", tt.in, err, tt.code, tt.nonce)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("DecodeFrame(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestEncodeEvent(t *testing.T) {
+	t.Parallel()
+	e := Event{ID: ID{1700000000123, 7}, Room: "lobby", Kind: KindMessage, From: "<ann>", Text: `"hi" & <b>`, Nonce: "n"}
+	var got map[string]any
+	if err := json.Unmarshal(EncodeEvent(e, true), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"type": "message", "id": "1700000000123-7", "room": "lobby", "from": "<ann>",
+		"ts": "2023-11-14T22:13:20.123Z", "text": `"hi" & <b>`, "nonce": "n", "replay": true,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	live := string(EncodeEvent(Event{ID: ID{1, 0}, Room: "r", Kind: KindJoin, From: "a"}, false))
+	if strings.Contains(live, "replay") || strings.Contains(live, "text") {
+		t.Errorf("live join frame carries replay or text: %s", live)
+	}
+}
+
+func TestEncodeControlFrames(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		got  []byte
+		want string
+	}{
+		{"ready empty", EncodeReady(ID{}, nil), `{"type":"ready","cursor":"0-0","online":[]}`},
+		{"ack", EncodeAck("n", ID{5, 1}), `{"type":"ack","nonce":"n","id":"5-1"}`},
+		{"error", EncodeError(&Error{Code: CodeRateLimited, Message: "slow down"}), `{"type":"error","code":"rate_limited","message":"slow down"}`},
+		{"hello", EncodeHello(Hello{Room: "r", You: "a", Replica: "x", Limits: Limits{MaxText: 1, MaxFrame: 2, Rate: 5, Burst: 10}}),
+			`{"type":"hello","room":"r","you":"a","replica":"x","resumed":false,"limits":{"max_text":1,"max_frame":2,"rate":5,"burst":10}}`},
+	}
+	for _, tt := range tests {
+		if string(tt.got) != tt.want {
+			t.Errorf("%s: got %s, want %s", tt.name, tt.got, tt.want)
+		}
+	}
+}

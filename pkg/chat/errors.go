@@ -1,0 +1,25 @@
+package chat
+
+// Code is the machine-readable reason carried by an error event.
+type Code string
+
+// Error codes of the wire protocol.
+const (
+	CodeBadRequest  Code = "bad_request"
+	CodeBadName     Code = "bad_name"
+	CodeBadRoom     Code = "bad_room"
+	CodeTooLarge    Code = "too_large"
+	CodeRateLimited Code = "rate_limited"
+	CodeUnavailable Code = "unavailable"
+	CodeInternal    Code = "internal"
+)
+
+// Error is a failure that is reported to the client as an error event. Its
+// Message is meant for people and never holds internal details.
+type Error struct {
+	Code    Code
+	Message string
+	Nonce   string
+}
+
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }

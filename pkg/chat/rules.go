@@ -1,0 +1,78 @@
+package chat
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// DefaultRoom is the room of a client that names none.
+const DefaultRoom = "lobby"
+
+// Limits of names and nonces; the text limit is configurable and passed in.
+const (
+	MaxRoomLen  = 64
+	MaxNameLen  = 32
+	MaxNonceLen = 64
+)
+
+// ValidRoom reports whether room matches ^[a-z0-9][a-z0-9_-]{0,63}$. Rooms
+// become part of Redis keys, so the alphabet is deliberately narrow.
+func ValidRoom(room string) bool {
+	if len(room) == 0 || len(room) > MaxRoomLen {
+		return false
+	}
+	for i := 0; i < len(room); i++ {
+		c := room[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case (c == '_' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// NormalizeName trims a display name and checks it: 1–32 characters of
+// valid UTF-8 without control characters.
+func NormalizeName(name string) (string, *Error) {
+	if !utf8.ValidString(name) {
+		return "", &Error{Code: CodeBadName, Message: "name is not valid UTF-8"}
+	}
+	name = strings.TrimSpace(name)
+	n := utf8.RuneCountInString(name)
+	switch {
+	case n == 0:
+		return "", &Error{Code: CodeBadName, Message: "name is empty"}
+	case n > MaxNameLen:
+		return "", &Error{Code: CodeBadName, Message: "name is longer than 32 characters"}
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return "", &Error{Code: CodeBadName, Message: "name contains control characters"}
+		}
+	}
+	return name, nil
+}
+
+// NormalizeText trims a message text and checks that it is valid UTF-8 and
+// holds 1..maxText characters (code points, not bytes).
+func NormalizeText(text string, maxText int) (string, *Error) {
+	if !utf8.ValidString(text) {
+		return "", &Error{Code: CodeBadRequest, Message: "text is not valid UTF-8"}
+	}
+	text = strings.TrimSpace(text)
+	if text == "" {
+		return "", &Error{Code: CodeBadRequest, Message: "text is empty"}
+	}
+	// Counting stops early so a huge frame is not walked twice.
+	n := 0
+	for range text {
+		n++
+		if n > maxText {
+			return "", &Error{Code: CodeTooLarge, Message: "text is longer than the limit"}
+		}
+	}
+	return text, nil
+}

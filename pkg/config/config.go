@@ -1,0 +1,128 @@
+// Package config reads the gateway's configuration from CHAT_* environment
+// variables. Only cmd/ imports it; every other package takes plain values.
+package config
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// Prefix of every environment variable.
+const Prefix = "CHAT"
+
+// Tail modes.
+const (
+	// TailShared runs one Redis reader per active room per replica and fans
+	// out from memory; Redis connections grow with rooms, not users.
+	TailShared = "shared"
+	// TailDirect gives every connection its own XREAD BLOCK loop: the literal
+	// design, kept so the two can be measured side by side.
+	TailDirect = "direct"
+)
+
+// Config is the whole configuration of a gateway replica. Each field's
+// default is in its tag; the README documents them all.
+type Config struct {
+	Addr           string        `split_words:"true" default:":8080"`
+	RedisURL       string        `split_words:"true"` // empty: embedded in-memory Redis
+	ReplicaID      string        `split_words:"true"` // empty: hostname + random suffix
+	StreamMaxlen   int64         `split_words:"true" default:"2000"`
+	History        int           `split_words:"true" default:"50"`
+	MaxText        int           `split_words:"true" default:"4000"`
+	MaxFrame       int64         `split_words:"true" default:"65536"`
+	Rate           float64       `split_words:"true" default:"5"`
+	Burst          int           `split_words:"true" default:"10"`
+	TailMode       string        `split_words:"true" default:"shared"`
+	AllowedOrigins []string      `split_words:"true"`
+	PingInterval   time.Duration `split_words:"true" default:"25s"`
+	ShutdownGrace  time.Duration `split_words:"true" default:"10s"`
+	LogLevel       string        `split_words:"true" default:"info"`
+	LogFormat      string        `split_words:"true" default:"json"`
+}
+
+// FromEnv reads and validates the configuration. The error names the
+// offending variable.
+func FromEnv() (Config, error) {
+	var c Config
+	if err := envconfig.Process(Prefix, &c); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	if c.ReplicaID == "" {
+		c.ReplicaID = DefaultReplicaID()
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// Default returns the configuration with every default applied, as FromEnv
+// would with an empty environment (the replica ID is left empty).
+func Default() Config {
+	var c Config
+	// Defaults come from the struct tags so they are written in one place.
+	if err := envconfig.Process("CHAT_DEFAULTS_ONLY_"+fmt.Sprint(os.Getpid()), &c); err != nil {
+		panic("config: defaults do not parse: " + err.Error())
+	}
+	return c
+}
+
+// Validate checks every field and names the environment variable of the
+// first bad one.
+func (c Config) Validate() error {
+	bad := func(name, why string) error {
+		return fmt.Errorf("config: %s_%s %s", Prefix, name, why)
+	}
+	switch {
+	case c.Addr == "":
+		return bad("ADDR", "must not be empty")
+	case c.StreamMaxlen < 100:
+		return bad("STREAM_MAXLEN", "must be at least 100")
+	case c.History < 0 || c.History > 1000:
+		return bad("HISTORY", "must be between 0 and 1000")
+	case c.MaxText < 1:
+		return bad("MAX_TEXT", "must be at least 1")
+	case c.MaxFrame < 128:
+		return bad("MAX_FRAME", "must be at least 128 bytes")
+	case c.Rate <= 0:
+		return bad("RATE", "must be positive")
+	case c.Burst < 1:
+		return bad("BURST", "must be at least 1")
+	case c.TailMode != TailShared && c.TailMode != TailDirect:
+		return bad("TAIL_MODE", `must be "shared" or "direct"`)
+	case c.PingInterval < 100*time.Millisecond:
+		return bad("PING_INTERVAL", "must be at least 100ms")
+	case c.ShutdownGrace < 0:
+		return bad("SHUTDOWN_GRACE", "must not be negative")
+	case c.LogFormat != "json" && c.LogFormat != "console":
+		return bad("LOG_FORMAT", `must be "json" or "console"`)
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad("LOG_LEVEL", "must be debug, info, warn or error")
+	}
+	return nil
+}
+
+// DefaultReplicaID is the hostname plus a random suffix, so two replicas on
+// one host (or two lives of one pod) are told apart in logs.
+func DefaultReplicaID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "gateway"
+	}
+	return host + "-" + randomSuffix()
+}
+
+func randomSuffix() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,70 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestFromEnvDefaults(t *testing.T) {
+	c, err := FromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != ":8080" || c.StreamMaxlen != 2000 || c.History != 50 || c.MaxText != 4000 ||
+		c.MaxFrame != 65536 || c.Rate != 5 || c.Burst != 10 || c.TailMode != TailShared ||
+		c.PingInterval != 25*time.Second || c.ShutdownGrace != 10*time.Second ||
+		c.LogLevel != "info" || c.LogFormat != "json" || c.RedisURL != "" || len(c.AllowedOrigins) != 0 {
+		t.Fatalf("unexpected defaults: %+v", c)
+	}
+	if c.ReplicaID == "" {
+		t.Fatal("replica id not generated")
+	}
+	if d := Default(); d.Addr != c.Addr || d.History != c.History {
+		t.Fatalf("Default() differs from FromEnv: %+v", d)
+	}
+}
+
+func TestFromEnvValues(t *testing.T) {
+	t.Setenv("CHAT_REDIS_URL", "redis://r:6379/0")
+	t.Setenv("CHAT_ALLOWED_ORIGINS", "example.com,*.example.org")
+	t.Setenv("CHAT_TAIL_MODE", "direct")
+	t.Setenv("CHAT_PING_INTERVAL", "3s")
+	t.Setenv("CHAT_REPLICA_ID", "r1")
+	c, err := FromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RedisURL != "redis://r:6379/0" || c.TailMode != TailDirect || c.PingInterval != 3*time.Second ||
+		c.ReplicaID != "r1" || len(c.AllowedOrigins) != 2 || c.AllowedOrigins[1] != "*.example.org" {
+		t.Fatalf("unexpected config: %+v", c)
+	}
+}
+
+func TestFromEnvRejects(t *testing.T) {
+	tests := []struct {
+		name, key, value string
+	}{
+		{"tail mode", "CHAT_TAIL_MODE", "both"},
+		{"rate not a number", "CHAT_RATE", "fast"},
+		{"rate zero", "CHAT_RATE", "0"},
+		{"burst", "CHAT_BURST", "0"},
+		{"history", "CHAT_HISTORY", "-1"},
+		{"max text", "CHAT_MAX_TEXT", "0"},
+		{"max frame", "CHAT_MAX_FRAME", "10"},
+		{"stream maxlen", "CHAT_STREAM_MAXLEN", "5"},
+		{"ping", "CHAT_PING_INTERVAL", "soon"},
+		{"grace", "CHAT_SHUTDOWN_GRACE", "-1s"},
+		{"log format", "CHAT_LOG_FORMAT", "xml"},
+		{"log level", "CHAT_LOG_LEVEL", "loud"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(tt.key, tt.value)
+			_, err := FromEnv()
+			if err == nil || !strings.Contains(err.Error(), tt.key) {
+				t.Fatalf("FromEnv with %s=%q: error %v does not name the variable", tt.key, tt.value, err)
+			}
+		})
+	}
+}

@@ -1,0 +1,192 @@
+// Package redistest starts throwaway redis-server processes for tests. It is
+// imported only by _test.go files. Tests of the Redis path run against a real
+// server (7.0 or newer), never a mock; a missing binary fails the test with
+// the command that installs it.
+package redistest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// EnvURL names an externally managed Redis to use instead of starting one.
+const EnvURL = "CHAT_TEST_REDIS_URL"
+
+const installHint = "redis-server (7.0 or newer) is required by this test: install it with `apt-get install -y redis-server` (Debian/Ubuntu) or `brew install redis`, or point " + EnvURL + " at a running Redis"
+
+// Server is one redis-server owned by a test.
+type Server struct {
+	t        testing.TB
+	addr     string
+	dir      string
+	external bool
+	cmd      *exec.Cmd
+	exited   chan struct{}
+}
+
+// Start starts a redis-server on a free loopback port with its own temporary
+// directory, and stops it when the test ends. With CHAT_TEST_REDIS_URL set it
+// uses that server instead (Stop and Restart then fail the test).
+func Start(t testing.TB) *Server {
+	t.Helper()
+	if u := os.Getenv(EnvURL); u != "" {
+		opts, err := redis.ParseURL(u)
+		if err != nil {
+			t.Fatalf("%s=%q: %v", EnvURL, u, err)
+		}
+		return &Server{t: t, addr: opts.Addr, external: true}
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatal(installHint)
+	}
+	checkVersion(t, bin)
+	s := &Server{t: t, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))), dir: t.TempDir()}
+	s.start()
+	t.Cleanup(s.stop)
+	return s
+}
+
+// Addr is host:port of the server.
+func (s *Server) Addr() string { return s.addr }
+
+// URL is the redis:// URL of the server.
+func (s *Server) URL() string { return "redis://" + s.addr }
+
+// Client returns a go-redis client for the server, closed when the test ends.
+func (s *Server) Client() *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: s.addr})
+	s.t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// Stop stops the server, as a crash or a network loss would look to clients.
+func (s *Server) Stop() {
+	s.t.Helper()
+	if s.external {
+		s.t.Fatal("this test stops Redis and needs a local redis-server; unset " + EnvURL)
+	}
+	s.stop()
+}
+
+// Restart starts a stopped server again on the same address (with no data).
+func (s *Server) Restart() {
+	s.t.Helper()
+	if s.external {
+		s.t.Fatal("this test restarts Redis and needs a local redis-server; unset " + EnvURL)
+	}
+	s.start()
+}
+
+func (s *Server) start() {
+	s.t.Helper()
+	host, port, _ := net.SplitHostPort(s.addr)
+	cmd := exec.Command("redis-server",
+		"--bind", host, "--port", port,
+		"--dir", s.dir,
+		"--save", "", "--appendonly", "no", // throwaway: nothing to disk
+		"--daemonize", "no",
+		"--loglevel", "warning",
+	)
+	logPath := filepath.Join(s.dir, "redis.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		s.t.Fatalf("redis log: %v", err)
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		s.t.Fatalf("start redis-server: %v", err)
+	}
+	s.cmd = cmd
+	s.exited = make(chan struct{})
+	go func(exited chan struct{}) {
+		_ = cmd.Wait()
+		logFile.Close()
+		close(exited)
+	}(s.exited)
+
+	c := redis.NewClient(&redis.Options{Addr: s.addr, MaxRetries: -1})
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return
+		}
+		select {
+		case <-s.exited:
+			log, _ := os.ReadFile(logPath)
+			s.t.Fatalf("redis-server exited at start: %s", log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			s.t.Fatalf("redis-server on %s did not answer PING within 10s: %v", s.addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (s *Server) stop() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+	}
+	s.cmd = nil
+}
+
+// Prefix returns a key prefix unique to this test, so tests can share one
+// server (including an external one) without seeing each other's keys.
+func Prefix(t testing.TB) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return "t" + hex.EncodeToString(b)
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+var versionRE = regexp.MustCompile(`v=(\d+)\.`)
+
+func checkVersion(t testing.TB, bin string) {
+	t.Helper()
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		t.Fatalf("%s --version: %v", bin, err)
+	}
+	m := versionRE.FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("cannot read the version of %s from %q", bin, strings.TrimSpace(string(out)))
+	}
+	if major, _ := strconv.Atoi(string(m[1])); major < 7 {
+		t.Fatalf("%s is %s; %s", bin, strings.TrimSpace(string(out)), installHint)
+	}
+}
