@@ -1,5 +1,7 @@
 package chat
 
+import "errors"
+
 // Code is the machine-readable reason carried by an error event.
 type Code string
 
@@ -23,3 +25,9 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
+
+// ErrGap means entries after a cursor are no longer in the room's stream
+// (trimmed or deleted), or the cursor is newer than anything the stream has
+// generated (the stream was lost or recreated). Reading on from it would skip
+// entries silently, so the reader must start over from recent history.
+var ErrGap = errors.New("entries after the cursor are no longer in the stream")

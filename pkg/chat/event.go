@@ -41,3 +41,9 @@ type Hello struct {
 	Resumed bool   `json:"resumed"`
 	Limits  Limits `json:"limits"`
 }
+
+// Member is one connection present in a room.
+type Member struct {
+	Conn string // unique per connection; never contains ':'
+	Name string
+}

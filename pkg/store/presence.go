@@ -12,17 +12,11 @@ import (
 	"github.com/streamchat/streamchat/pkg/chat"
 )
 
-// Member is one connection in a room's presence set.
-type Member struct {
-	Conn string // unique per connection; must not contain ':'
-	Name string
-}
-
 // The presence set maps "CONN:NAME" to the time (Unix ms) after which the
 // member counts as gone. Replicas refresh their members' expiry; a replica
 // that dies stops refreshing, and whichever replica next reaps the room
 // appends the leave entries.
-func (m Member) key() string { return m.Conn + ":" + m.Name }
+func memberKey(m chat.Member) string { return m.Conn + ":" + m.Name }
 
 func nameOf(member string) string {
 	_, name, _ := strings.Cut(member, ":")
@@ -58,13 +52,13 @@ return n
 
 // Join marks m online until ttl from now, appends its join entry and
 // returns the entry's ID and the distinct names online, including m.
-func (s *Store) Join(ctx context.Context, room string, m Member, ttl time.Duration) (chat.ID, []string, error) {
+func (s *Store) Join(ctx context.Context, room string, m chat.Member, ttl time.Duration) (chat.ID, []string, error) {
 	online, log := s.OnlineKey(room), s.LogKey(room)
 	now := time.Now()
 	var add *redis.StringCmd
 	var names *redis.StringSliceCmd
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZAdd(ctx, online, redis.Z{Score: float64(now.Add(ttl).UnixMilli()), Member: m.key()})
+		p.ZAdd(ctx, online, redis.Z{Score: float64(now.Add(ttl).UnixMilli()), Member: memberKey(m)})
 		add = p.XAdd(ctx, s.xaddArgs(log, chat.Event{Kind: chat.KindJoin, From: m.Name}))
 		names = p.ZRangeByScore(ctx, online, &redis.ZRangeBy{Min: "(" + msScore(now), Max: "+inf"})
 		return nil
@@ -81,9 +75,9 @@ func (s *Store) Join(ctx context.Context, room string, m Member, ttl time.Durati
 
 // Leave removes m and appends its leave entry, unless m was already gone
 // (reaped by another replica), in which case it reports false.
-func (s *Store) Leave(ctx context.Context, room string, m Member) (bool, error) {
+func (s *Store) Leave(ctx context.Context, room string, m chat.Member) (bool, error) {
 	keys := []string{s.OnlineKey(room), s.LogKey(room)}
-	err := leaveScript.Run(ctx, s.rdb, keys, m.key(), s.maxLen, m.Name).Err()
+	err := leaveScript.Run(ctx, s.rdb, keys, memberKey(m), s.maxLen, m.Name).Err()
 	switch {
 	case err == redis.Nil:
 		return false, nil
@@ -96,14 +90,14 @@ func (s *Store) Leave(ctx context.Context, room string, m Member) (bool, error) 
 // Refresh extends the expiry of this replica's members of the room, then
 // reaps expired members (of replicas that died) and returns how many leave
 // entries it appended. A member already reaped is not brought back.
-func (s *Store) Refresh(ctx context.Context, room string, members []Member, ttl time.Duration) (int, error) {
+func (s *Store) Refresh(ctx context.Context, room string, members []chat.Member, ttl time.Duration) (int, error) {
 	online, log := s.OnlineKey(room), s.LogKey(room)
 	now := time.Now()
 	if len(members) > 0 {
 		zs := make([]redis.Z, len(members))
 		expiry := float64(now.Add(ttl).UnixMilli())
 		for i, m := range members {
-			zs[i] = redis.Z{Score: expiry, Member: m.key()}
+			zs[i] = redis.Z{Score: expiry, Member: memberKey(m)}
 		}
 		if err := s.rdb.ZAddXX(ctx, online, zs...).Err(); err != nil {
 			return 0, fmt.Errorf("zadd %s: %w", online, err)

@@ -17,12 +17,6 @@ import (
 	"github.com/streamchat/streamchat/pkg/chat"
 )
 
-// ErrGap means entries after the requested ID are no longer in the stream
-// (trimmed or deleted), or the ID is newer than anything the stream has
-// generated (the stream was lost or recreated). Reading from it would skip
-// entries silently, so the caller must start over from recent history.
-var ErrGap = errors.New("entries after the id are no longer in the stream")
-
 // Options tune a Store. The zero value of each field means its default.
 type Options struct {
 	// Prefix starts every key; tests use a unique one. Default "chat".
@@ -132,7 +126,7 @@ func (s *Store) Recent(ctx context.Context, room string, n int) (events []chat.E
 }
 
 // After returns up to count entries after the given ID, oldest first, and
-// the stream's last generated ID. It fails with ErrGap when entries after
+// the stream's last generated ID. It fails with chat.ErrGap when entries after
 // the ID may be missing, judged from the stream's own bookkeeping in the
 // same transaction as the read, so a trim cannot slip in between.
 func (s *Store) After(ctx context.Context, room string, after chat.ID, count int) ([]chat.Event, chat.ID, error) {
@@ -154,7 +148,7 @@ func (s *Store) After(ctx context.Context, room string, after chat.ID, count int
 		if after.IsZero() {
 			return nil, chat.ID{}, nil
 		}
-		return nil, chat.ID{}, ErrGap
+		return nil, chat.ID{}, chat.ErrGap
 	}
 	in := info.Val()
 	last, err := chat.ParseID(in.LastGeneratedID)
@@ -162,7 +156,7 @@ func (s *Store) After(ctx context.Context, room string, after chat.ID, count int
 		return nil, chat.ID{}, fmt.Errorf("xinfo %s: last-generated-id %q: %w", key, in.LastGeneratedID, err)
 	}
 	if !s.continuous(*in, last, after, len(self.Val()) == 1) {
-		return nil, last, ErrGap
+		return nil, last, chat.ErrGap
 	}
 	events := make([]chat.Event, 0, len(page.Val()))
 	for _, m := range page.Val() {

@@ -80,7 +80,7 @@ func TestAfterContinuity(t *testing.T) {
 		if ev, _, err := s.After(ctx, "r", chat.ID{}, 10); err != nil || len(ev) != 0 {
 			t.Fatalf("After(0-0) on a missing stream = %v, %v", ev, err)
 		}
-		if _, _, err := s.After(ctx, "r", chat.ID{Ms: 1}, 10); !errors.Is(err, ErrGap) {
+		if _, _, err := s.After(ctx, "r", chat.ID{Ms: 1}, 10); !errors.Is(err, chat.ErrGap) {
 			t.Fatalf("After(1-0) on a missing stream: err = %v, want ErrGap", err)
 		}
 	})
@@ -100,17 +100,17 @@ func TestAfterContinuity(t *testing.T) {
 		s, _ := newStore(t, 2000)
 		ids := appendN(t, s, "r", chat.KindMessage, 3)
 		future := chat.ID{Ms: ids[2].Ms + 1000}
-		if _, _, err := s.After(ctx, "r", future, 10); !errors.Is(err, ErrGap) {
+		if _, _, err := s.After(ctx, "r", future, 10); !errors.Is(err, chat.ErrGap) {
 			t.Fatalf("err = %v, want ErrGap", err)
 		}
 	})
 	t.Run("trimmed is a gap", func(t *testing.T) {
 		s, _ := newStore(t, 100)
 		ids := appendN(t, s, "r", chat.KindMessage, 400)
-		if _, _, err := s.After(ctx, "r", chat.ID{}, 10); !errors.Is(err, ErrGap) {
+		if _, _, err := s.After(ctx, "r", chat.ID{}, 10); !errors.Is(err, chat.ErrGap) {
 			t.Fatalf("After(0-0) after trimming: err = %v, want ErrGap", err)
 		}
-		if _, _, err := s.After(ctx, "r", ids[0], 10); !errors.Is(err, ErrGap) {
+		if _, _, err := s.After(ctx, "r", ids[0], 10); !errors.Is(err, chat.ErrGap) {
 			t.Fatalf("After(first) after trimming: err = %v, want ErrGap", err)
 		}
 		ev, _, err := s.After(ctx, "r", ids[398], 10)
@@ -124,7 +124,7 @@ func TestAfterContinuity(t *testing.T) {
 		if err := rdb.XDel(ctx, s.LogKey("r"), ids[5].String()).Err(); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := s.After(ctx, "r", ids[2], 10); !errors.Is(err, ErrGap) {
+		if _, _, err := s.After(ctx, "r", ids[2], 10); !errors.Is(err, chat.ErrGap) {
 			t.Fatalf("err = %v, want ErrGap", err)
 		}
 		if _, _, err := s.After(ctx, "r", ids[6], 10); err != nil {
@@ -148,11 +148,11 @@ func TestAfterEmbeddedFallback(t *testing.T) {
 	if ev, _, err := s.After(ctx, "r", ids[4], 100); err != nil || len(ev) != 5 {
 		t.Fatalf("After(ids[4]) = %d, %v", len(ev), err)
 	}
-	if _, _, err := s.After(ctx, "r", chat.ID{Ms: ids[4].Ms, Seq: ids[4].Seq + 1}, 100); !errors.Is(err, ErrGap) && ids[5] != (chat.ID{Ms: ids[4].Ms, Seq: ids[4].Seq + 1}) {
+	if _, _, err := s.After(ctx, "r", chat.ID{Ms: ids[4].Ms, Seq: ids[4].Seq + 1}, 100); !errors.Is(err, chat.ErrGap) && ids[5] != (chat.ID{Ms: ids[4].Ms, Seq: ids[4].Seq + 1}) {
 		t.Fatalf("unknown id: err = %v, want ErrGap", err)
 	}
 	appendN(t, s, "r", chat.KindMessage, 200)
-	if _, _, err := s.After(ctx, "r", ids[0], 100); !errors.Is(err, ErrGap) {
+	if _, _, err := s.After(ctx, "r", ids[0], 100); !errors.Is(err, chat.ErrGap) {
 		t.Fatalf("trimmed id: err = %v, want ErrGap", err)
 	}
 }
@@ -181,10 +181,10 @@ func TestReadBlocksThenDelivers(t *testing.T) {
 func TestPresenceLeaveExactlyOnce(t *testing.T) {
 	s, rdb := newStore(t, 2000)
 	ctx := context.Background()
-	ann := Member{Conn: "c1", Name: "ann"}
-	bob := Member{Conn: "c2", Name: "bob"}
-	bob2 := Member{Conn: "c3", Name: "bob"}
-	for _, m := range []Member{ann, bob, bob2} {
+	ann := chat.Member{Conn: "c1", Name: "ann"}
+	bob := chat.Member{Conn: "c2", Name: "bob"}
+	bob2 := chat.Member{Conn: "c3", Name: "bob"}
+	for _, m := range []chat.Member{ann, bob, bob2} {
 		if _, _, err := s.Join(ctx, "r", m, time.Minute); err != nil {
 			t.Fatal(err)
 		}
@@ -214,8 +214,8 @@ func TestPresenceLeaveExactlyOnce(t *testing.T) {
 func TestRefreshReapsExpired(t *testing.T) {
 	s, rdb := newStore(t, 2000)
 	ctx := context.Background()
-	dead := Member{Conn: "d1", Name: "ghost"}
-	live := Member{Conn: "l1", Name: "ann"}
+	dead := chat.Member{Conn: "d1", Name: "ghost"}
+	live := chat.Member{Conn: "l1", Name: "ann"}
 	if _, _, err := s.Join(ctx, "r", dead, time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
@@ -223,11 +223,11 @@ func TestRefreshReapsExpired(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The live member is refreshed in time; the dead one's replica is gone.
-	if _, err := s.Refresh(ctx, "r", []Member{live}, time.Minute); err != nil {
+	if _, err := s.Refresh(ctx, "r", []chat.Member{live}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(5 * time.Millisecond)
-	n, err := s.Refresh(ctx, "r", []Member{live}, time.Minute)
+	n, err := s.Refresh(ctx, "r", []chat.Member{live}, time.Minute)
 	if err != nil || n != 1 {
 		t.Fatalf("Refresh reaped %d, %v; want 1", n, err)
 	}

@@ -1,0 +1,356 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+
+	"github.com/streamchat/streamchat/pkg/chat"
+	"github.com/streamchat/streamchat/pkg/hub"
+)
+
+// conn is one websocket client. Its handler goroutine reads frames; a second
+// goroutine writes the room's entries; a timer pings.
+type conn struct {
+	s    *Server
+	ws   *websocket.Conn
+	id   string
+	log  *zap.Logger
+	sess *hub.Session
+
+	closeOnce sync.Once
+	reason    error // why the server ended the connection; set once
+}
+
+// joinParams are the validated query parameters of /ws.
+type joinParams struct {
+	room, name string
+	since      chat.ID
+	resume     bool
+}
+
+func parseParams(r *http.Request) (joinParams, *chat.Error) {
+	q := r.URL.Query()
+	p := joinParams{room: q.Get("room")}
+	if p.room == "" {
+		p.room = chat.DefaultRoom
+	}
+	if !chat.ValidRoom(p.room) {
+		return p, &chat.Error{Code: chat.CodeBadRoom, Message: "room must match ^[a-z0-9][a-z0-9_-]{0,63}$"}
+	}
+	name, fromQuery := q.Get("name"), q.Has("name")
+	if !fromQuery {
+		if c, err := r.Cookie("username"); err == nil {
+			// Browsers store it percent-encoded; a value that is not is used as is.
+			if v, err := url.QueryUnescape(c.Value); err == nil {
+				name = v
+			} else {
+				name = c.Value
+			}
+		}
+	}
+	var err *chat.Error
+	if p.name, err = chat.NormalizeName(name); err != nil {
+		return p, err
+	}
+	if since := q.Get("since"); since != "" {
+		// A malformed id is not an error: the client gets the replay.
+		if id, err := chat.ParseID(since); err == nil {
+			p.since, p.resume = id, true
+		}
+	}
+	return p, nil
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if s.isDraining() {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	params, perr := parseParams(r)
+	// Accept checks the Origin: the request's own host, or an allowed
+	// pattern. Anything else gets 403 before any upgrade.
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.opts.AllowedOrigins})
+	if err != nil {
+		s.log.Debug("handshake refused", zap.String("remote_addr", r.RemoteAddr), zap.Error(err))
+		return
+	}
+	ws.SetReadLimit(s.opts.MaxFrame)
+	c := &conn{s: s, ws: ws, id: newConnID()}
+	c.log = s.log.With(zap.String("conn_id", c.id), zap.String("room", params.room),
+		zap.String("name", params.name), zap.String("remote_addr", r.RemoteAddr), zap.String("replica", s.opts.Replica))
+	if perr != nil {
+		c.refuse(perr)
+		return
+	}
+	if !c.s.track(c) {
+		_ = ws.Close(websocket.StatusGoingAway, "server shutting down; reconnect")
+		return
+	}
+	defer c.s.untrack(c)
+	c.serve(params)
+}
+
+// refuse sends the handshake error and closes with 1008.
+func (c *conn) refuse(e *chat.Error) {
+	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.opts.WriteTimeout)
+	defer cancel()
+	_ = c.ws.Write(ctx, websocket.MessageText, chat.EncodeError(e))
+	code, reason := handshakeError(e)
+	_ = c.ws.Close(code, reason)
+	c.log.Info("connection refused", zap.String("code", string(e.Code)), zap.String("reason", e.Message))
+}
+
+func (c *conn) serve(p joinParams) {
+	start := time.Now()
+	// Reads and writes use ctx, and cancelling it drops the socket at once;
+	// so it ends only after the connection is over, or when the server's
+	// drain deadline has passed. Orderly closes go through fail.
+	ctx, cancel := context.WithCancel(c.s.ctx)
+	defer cancel()
+
+	sess, err := c.s.hub.Join(ctx, hub.JoinRequest{Room: p.room, Name: p.name, Conn: c.id, Since: p.since, Resume: p.resume})
+	if err != nil {
+		c.log.Warn("join failed", zap.Error(err))
+		c.sendError(ctx, errJoin)
+		c.fail(errJoin)
+		return
+	}
+	c.sess = sess
+	c.log.Info("connection opened", zap.Bool("resumed", sess.Resumed), zap.Stringer("cursor", sess.Boundary))
+
+	writerDone := make(chan error, 1)
+	if err := c.greet(ctx, p); err != nil {
+		c.fail(err)
+		cancel()
+		writerDone <- nil
+	} else {
+		go func() { writerDone <- c.writeLoop(ctx) }()
+	}
+	stopPing := c.startPing()
+
+	readErr := c.readLoop(ctx)
+	c.fail(readErr) // no-op when the server already ended it
+	cancel()
+	<-writerDone
+	stopPing()
+
+	leaveCtx, leaveCancel := context.WithTimeout(context.WithoutCancel(ctx), c.s.opts.StoreTimeout)
+	_, leaveErr := sess.Leave(leaveCtx)
+	leaveCancel()
+
+	fields := []zap.Field{zap.Duration("duration", time.Since(start)), zap.String("reason", c.endReason(readErr))}
+	if leaveErr != nil {
+		fields = append(fields, zap.NamedError("leave_error", leaveErr))
+	}
+	c.log.Info("connection closed", fields...)
+}
+
+// greet sends hello, the replay or the resumed entries, and ready, and
+// then whatever the catch-up read returned past the boundary.
+func (c *conn) greet(ctx context.Context, p joinParams) error {
+	sess := c.sess
+	o := c.s.opts
+	frames := make([][]byte, 0, 2+len(sess.Replay))
+	frames = append(frames, chat.EncodeHello(chat.Hello{
+		Room: p.room, You: p.name, Replica: o.Replica, Resumed: sess.Resumed,
+		Limits: chat.Limits{MaxText: o.MaxText, MaxFrame: int(o.MaxFrame), Rate: o.Rate, Burst: o.Burst},
+	}))
+	for _, e := range sess.Replay {
+		frames = append(frames, chat.EncodeEvent(e, true))
+	}
+	if err := c.write(ctx, frames...); err != nil {
+		return err
+	}
+	// Resuming: deliver every entry up to the boundary before ready, so
+	// ready's cursor is the last entry sent.
+	cursor := sess.Cursor()
+	var rest []hub.Entry
+	for cursor.Less(sess.Boundary) && rest == nil {
+		batch, err := sess.Next(ctx)
+		if err != nil {
+			return err
+		}
+		frames = frames[:0]
+		for i, e := range batch {
+			if sess.Boundary.Less(e.ID) {
+				rest = batch[i:]
+				break
+			}
+			frames = append(frames, e.Frame)
+			cursor = e.ID
+		}
+		if err := c.write(ctx, frames...); err != nil {
+			return err
+		}
+	}
+	frames = append(frames[:0], chat.EncodeReady(cursor, sess.Online))
+	for _, e := range rest {
+		frames = append(frames, e.Frame)
+	}
+	return c.write(ctx, frames...)
+}
+
+// writeLoop sends the room's entries after the cursor until the connection
+// ends. Each connection has its own loop, so a slow client delays only itself.
+func (c *conn) writeLoop(ctx context.Context) error {
+	var frames [][]byte
+	for {
+		batch, err := c.sess.Next(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.fail(err)
+			}
+			return err
+		}
+		frames = frames[:0]
+		for _, e := range batch {
+			frames = append(frames, e.Frame)
+		}
+		if err := c.write(ctx, frames...); err != nil {
+			c.fail(err)
+			return err
+		}
+	}
+}
+
+// write sends frames in order under one write deadline.
+func (c *conn) write(ctx context.Context, frames ...[]byte) error {
+	if len(frames) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.s.opts.WriteTimeout)
+	defer cancel()
+	for _, f := range frames {
+		if err := c.ws.Write(ctx, websocket.MessageText, f); err != nil {
+			if ctx.Err() != nil {
+				return errWriteTimeout
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// readLoop handles client frames until the connection ends, and returns why.
+func (c *conn) readLoop(ctx context.Context) error {
+	o := c.s.opts
+	limiter := rate.NewLimiter(rate.Limit(o.Rate), o.Burst)
+	for {
+		typ, data, err := c.ws.Read(ctx)
+		if err != nil {
+			return err
+		}
+		if !limiter.Allow() {
+			msg, _ := chat.DecodeFrame(data, o.MaxText)
+			c.sendError(ctx, &chat.Error{Code: chat.CodeRateLimited, Message: "too many messages; slow down", Nonce: msg.Nonce})
+			continue
+		}
+		if typ != websocket.MessageText {
+			c.sendError(ctx, errBinary)
+			continue
+		}
+		msg, derr := chat.DecodeFrame(data, o.MaxText)
+		if derr != nil {
+			c.sendError(ctx, derr)
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, o.StoreTimeout)
+		id, err := c.sess.Post(pctx, msg.Text, msg.Nonce)
+		cancel()
+		if err != nil {
+			c.log.Debug("post failed", zap.Error(err))
+			ev, _, _ := toClient(errUnavailable)
+			withNonce := *ev
+			withNonce.Nonce = msg.Nonce
+			c.sendError(ctx, &withNonce)
+			continue
+		}
+		if err := c.write(ctx, chat.EncodeAck(msg.Nonce, id)); err != nil {
+			c.fail(err)
+		}
+	}
+}
+
+// sendError sends the error event that toClient maps err to.
+func (c *conn) sendError(ctx context.Context, err error) {
+	ev, _, _ := toClient(err)
+	if ev == nil {
+		return
+	}
+	if werr := c.write(ctx, chat.EncodeError(ev)); werr != nil {
+		c.fail(werr)
+	}
+}
+
+// fail ends the connection for err, once: with the close code toClient
+// gives, or at once when the peer is already gone.
+func (c *conn) fail(err error) {
+	c.closeOnce.Do(func() {
+		c.reason = err
+		var ce websocket.CloseError
+		switch {
+		case errors.As(err, &ce), errors.Is(err, websocket.ErrMessageTooBig):
+			// The peer closed, or the library already sent 1009.
+			_ = c.ws.CloseNow()
+		case errors.Is(err, errShutdown), errors.Is(err, errJoin), errors.Is(err, hub.ErrLagged),
+			errors.Is(err, hub.ErrClosed), errors.Is(err, errPingTimeout):
+			_, code, reason := toClient(err)
+			_ = c.ws.Close(code, reason)
+		default:
+			// A broken socket or a timed-out write: nothing orderly is left.
+			_ = c.ws.CloseNow()
+		}
+	})
+}
+
+// endReason says, for the log, why the connection ended.
+func (c *conn) endReason(readErr error) string {
+	var ce websocket.CloseError
+	switch {
+	case c.reason != nil && c.reason != readErr:
+		return c.reason.Error()
+	case errors.As(readErr, &ce):
+		return "client closed: " + ce.Code.String()
+	case errors.Is(readErr, websocket.ErrMessageTooBig):
+		return "frame too large"
+	}
+	return "connection lost: " + readErr.Error()
+}
+
+// startPing pings the client every interval on a timer, so an idle
+// connection holds no goroutine for it. A client that does not answer
+// within the interval is dropped.
+func (c *conn) startPing() (stop func()) {
+	interval := c.s.opts.PingInterval
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	t = time.AfterFunc(interval, func() {
+		ctx, cancel := context.WithTimeout(c.s.ctx, interval)
+		err := c.ws.Ping(ctx)
+		cancel()
+		if err != nil {
+			c.fail(errPingTimeout)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			t.Reset(interval)
+		}
+	})
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
+	}
+}

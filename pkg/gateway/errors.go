@@ -1,0 +1,54 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+
+	"github.com/coder/websocket"
+
+	"github.com/streamchat/streamchat/pkg/chat"
+	"github.com/streamchat/streamchat/pkg/hub"
+)
+
+// Reasons a connection ends that the gateway itself decides.
+var (
+	errShutdown     = errors.New("server shutting down")
+	errPingTimeout  = errors.New("ping not answered")
+	errWriteTimeout = errors.New("write timed out")
+	errUnavailable  = errors.New("storage unavailable")
+	errJoin         = errors.New("join failed")
+	errBinary       = errors.New("binary frames are not supported")
+)
+
+// toClient is the one place where failures become what the client sees:
+// an error event (nil when none is sent) and, when the connection must end,
+// a close code and reason. Internal details never reach the client; the
+// caller logs err itself.
+func toClient(err error) (ev *chat.Error, code websocket.StatusCode, reason string) {
+	var ce *chat.Error
+	switch {
+	case errors.As(err, &ce):
+		return ce, -1, ""
+	case errors.Is(err, errBinary):
+		return &chat.Error{Code: chat.CodeBadRequest, Message: "binary frames are not supported; send text"}, -1, ""
+	case errors.Is(err, errJoin):
+		return &chat.Error{Code: chat.CodeUnavailable, Message: "the room is unavailable; try again"}, websocket.StatusTryAgainLater, "unavailable; try again"
+	case errors.Is(err, errUnavailable):
+		return &chat.Error{Code: chat.CodeUnavailable, Message: "the message store is unavailable; try again"}, -1, ""
+	case errors.Is(err, errShutdown), errors.Is(err, hub.ErrClosed):
+		return nil, websocket.StatusGoingAway, "server shutting down; reconnect"
+	case errors.Is(err, hub.ErrLagged):
+		return nil, websocket.StatusTryAgainLater, "fell behind the room; reconnect"
+	case errors.Is(err, errPingTimeout), errors.Is(err, errWriteTimeout):
+		return nil, websocket.StatusPolicyViolation, "not responding"
+	case errors.Is(err, context.Canceled):
+		return nil, websocket.StatusNormalClosure, ""
+	}
+	return &chat.Error{Code: chat.CodeInternal, Message: "internal error"}, websocket.StatusInternalError, "internal error"
+}
+
+// handshakeError is what a bad /ws request gets: one error event, then a
+// 1008 close with a short reason.
+func handshakeError(e *chat.Error) (websocket.StatusCode, string) {
+	return websocket.StatusPolicyViolation, string(e.Code)
+}

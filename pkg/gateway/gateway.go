@@ -1,0 +1,246 @@
+// Package gateway serves the HTTP side of a replica: the websocket endpoint
+// with its per-connection read and write loops, health and readiness, and
+// the drain on shutdown. Rooms, cursors and storage live behind the Hub.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/streamchat/streamchat/pkg/hub"
+)
+
+// Hub is what the gateway needs from the rooms of this replica.
+type Hub interface {
+	Join(ctx context.Context, req hub.JoinRequest) (*hub.Session, error)
+	// Healthy reports an error when a room's tail is stuck.
+	Healthy() error
+}
+
+// Pinger checks that the storage answers.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Options tune a Server. The zero value of each field means its default.
+type Options struct {
+	// Replica names this replica in hello and in logs.
+	Replica string
+	// MaxText is the most characters a message may hold. Default 4000.
+	MaxText int
+	// MaxFrame is the most bytes of one client frame; a larger one closes
+	// the connection with 1009. Default 65536.
+	MaxFrame int64
+	// Rate and Burst limit the frames each connection may send. Defaults
+	// 5 per second, burst 10.
+	Rate  float64
+	Burst int
+	// AllowedOrigins are extra Origin host patterns (path.Match syntax,
+	// e.g. "*.example.com") accepted on the handshake besides the request's
+	// own host.
+	AllowedOrigins []string
+	// PingInterval is how often the server pings each client; a client
+	// that does not answer within the interval is dropped. Default 25s.
+	PingInterval time.Duration
+	// WriteTimeout bounds every write to a client, so a client that stops
+	// reading is dropped instead of pinning memory. Default 10s.
+	WriteTimeout time.Duration
+	// StoreTimeout bounds each storage call made for a client. Default 5s.
+	StoreTimeout time.Duration
+}
+
+func (o *Options) setDefaults() {
+	if o.MaxText <= 0 {
+		o.MaxText = 4000
+	}
+	if o.MaxFrame <= 0 {
+		o.MaxFrame = 65536
+	}
+	if o.Rate <= 0 {
+		o.Rate = 5
+	}
+	if o.Burst <= 0 {
+		o.Burst = 10
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = 25 * time.Second
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	if o.StoreTimeout <= 0 {
+		o.StoreTimeout = 5 * time.Second
+	}
+}
+
+// Server is the HTTP and websocket front of one replica.
+type Server struct {
+	hub   Hub
+	store Pinger
+	web   http.Handler
+	log   *zap.Logger
+	opts  Options
+
+	// ctx is the lifetime of every connection: connections outlive the
+	// request that opened them and end with the server, not with r.Context().
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	draining bool
+	wg       sync.WaitGroup
+}
+
+// New returns a Server. web serves everything that is not an API path.
+func New(h Hub, store Pinger, web http.Handler, log *zap.Logger, opts Options) *Server {
+	opts.setDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		hub:    h,
+		store:  store,
+		web:    web,
+		log:    log.Named("gateway"),
+		opts:   opts,
+		ctx:    ctx,
+		cancel: cancel,
+		conns:  make(map[*conn]struct{}),
+	}
+}
+
+// Handler routes /ws, /healthz, /readyz and the web client.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", s.serveWS)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", s.serveReady)
+	if s.web != nil {
+		mux.Handle("/", s.web)
+	}
+	return mux
+}
+
+// serveReady answers 200 only when this replica should get traffic: not
+// draining, Redis answers, and every room's tail reads.
+func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	fail := func(why string) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(why + "\n"))
+	}
+	if s.isDraining() {
+		fail("draining")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		fail("redis: not answering")
+		return
+	}
+	if err := s.hub.Healthy(); err != nil {
+		fail("tail: " + err.Error())
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}
+
+// track registers a connection unless the server is draining.
+func (s *Server) track(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) untrack(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// Conns returns how many websocket connections are open.
+func (s *Server) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// closeSpacing caps how fast Drain closes connections, so that a replica
+// with few clients drains at once while one with many spreads its clients'
+// reconnects instead of sending them all to the other replicas in the same
+// instant.
+const closeSpacing = 2 * time.Millisecond
+
+// Drain makes /readyz fail, refuses new connections, closes every open
+// websocket with 1001 (going away) spread over at most half the time left
+// on ctx, and waits for each connection to finish, its leave entry
+// included. When ctx ends first, the remaining connections are dropped.
+// Call it after the HTTP server has stopped accepting.
+func (s *Server) Drain(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+
+	if len(conns) > 0 {
+		step := closeSpacing
+		if deadline, ok := ctx.Deadline(); ok {
+			step = min(step, time.Until(deadline)/2/time.Duration(len(conns)))
+		}
+		for _, c := range conns {
+			go c.fail(errShutdown)
+			if step > 0 {
+				select {
+				case <-time.After(step):
+				case <-ctx.Done():
+				}
+			}
+		}
+	}
+
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+		s.cancel() // drop what is left
+		<-done
+		return ctx.Err()
+	}
+}
+
+func newConnID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,253 @@
+// Package hub runs the rooms of one gateway replica. Every connection has its
+// own cursor and reads the entries after it; in shared mode one tailer per
+// active room reads the stream into an in-memory window that all of the
+// room's connections read from, so Redis connections grow with rooms, not
+// users, and a slow connection only delays itself. The hub knows nothing of
+// websockets.
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/streamchat/streamchat/pkg/chat"
+)
+
+// Store is what the hub needs from the room storage.
+type Store interface {
+	// Recent returns up to n replayable entries, oldest first, and the
+	// newest entry ID of the stream at the time of the read.
+	Recent(ctx context.Context, room string, n int) ([]chat.Event, chat.ID, error)
+	// After returns up to count entries after the ID and the last generated
+	// ID, or chat.ErrGap when entries after the ID are gone.
+	After(ctx context.Context, room string, after chat.ID, count int) ([]chat.Event, chat.ID, error)
+	// Read waits up to block for entries after the ID.
+	Read(ctx context.Context, room string, after chat.ID, count int, block time.Duration) ([]chat.Event, error)
+	Append(ctx context.Context, e chat.Event) (chat.ID, error)
+	Join(ctx context.Context, room string, m chat.Member, ttl time.Duration) (chat.ID, []string, error)
+	Leave(ctx context.Context, room string, m chat.Member) (bool, error)
+	Refresh(ctx context.Context, room string, members []chat.Member, ttl time.Duration) (int, error)
+}
+
+// Errors returned by the hub.
+var (
+	// ErrLagged means a connection fell so far behind that the entries
+	// after its cursor are gone from the stream; it must reconnect and
+	// start from recent history.
+	ErrLagged = errors.New("connection fell behind the room's stream")
+	// ErrClosed means the hub is shutting down.
+	ErrClosed = errors.New("hub closed")
+)
+
+// Options tune a Hub. The zero value of each field means its default.
+type Options struct {
+	// Direct gives every connection its own XREAD BLOCK loop instead of the
+	// room's shared tailer: the literal design, kept for measurement. It
+	// costs one Redis connection per user.
+	Direct bool
+	// History is how many messages are replayed on join. Default 50.
+	History int
+	// Window is how many recent entries each room keeps in memory. A
+	// connection further behind reads from Redis. Default 1024.
+	Window int
+	// Batch is the most entries one Next returns. Default 256.
+	Batch int
+	// Block is how long one XREAD waits. It bounds how late a stuck tailer
+	// is noticed and how long a direct reader takes to see cancellation.
+	// Default 2s.
+	Block time.Duration
+	// IdleTimeout is how long a room's tailer outlives its last local
+	// connection, so a reconnecting client finds the window warm. Default 10s.
+	IdleTimeout time.Duration
+	// PresenceTTL is how long a member stays online without a refresh; the
+	// hub refreshes its members every third of it. Default 30s.
+	PresenceTTL time.Duration
+}
+
+func (o *Options) setDefaults() {
+	if o.History <= 0 {
+		o.History = 50
+	}
+	if o.Window <= 0 {
+		o.Window = 1024
+	}
+	if o.Batch <= 0 {
+		o.Batch = 256
+	}
+	if o.Block <= 0 {
+		o.Block = 2 * time.Second
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 10 * time.Second
+	}
+	if o.PresenceTTL <= 0 {
+		o.PresenceTTL = 30 * time.Second
+	}
+}
+
+// Hub holds the active rooms of this replica.
+type Hub struct {
+	store Store
+	log   *zap.Logger
+	opts  Options
+
+	ctx    context.Context // lifetime of every room goroutine
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	rooms  map[string]*room
+	closed bool
+}
+
+// New returns a hub over store. Call Close to stop its goroutines.
+func New(store Store, log *zap.Logger, opts Options) *Hub {
+	opts.setDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Hub{
+		store:  store,
+		log:    log.Named("hub"),
+		opts:   opts,
+		ctx:    ctx,
+		cancel: cancel,
+		rooms:  make(map[string]*room),
+	}
+}
+
+// Close stops every room and waits for their goroutines. Sessions still
+// open get ErrClosed from Next.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	h.closed = true
+	for name, r := range h.rooms {
+		r.stop()
+		delete(h.rooms, name)
+	}
+	h.mu.Unlock()
+	h.cancel()
+	h.wg.Wait()
+}
+
+// Rooms returns how many rooms are active on this replica.
+func (h *Hub) Rooms() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.rooms)
+}
+
+// Healthy reports an error when a room's tailer has not completed a read
+// within three block intervals: a replica whose tail is stuck must not look
+// ready.
+func (h *Hub) Healthy() error {
+	limit := 3 * h.opts.Block
+	now := time.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for name, r := range h.rooms {
+		if r.tailing {
+			if since := now.Sub(time.Unix(0, r.lastRead.Load())); since > limit {
+				return fmt.Errorf("room %s: no completed stream read for %s", name, since.Round(time.Millisecond))
+			}
+		}
+	}
+	return nil
+}
+
+// JoinRequest describes a connection entering a room.
+type JoinRequest struct {
+	Room string
+	Name string
+	Conn string // unique connection id
+	// Since, when Resume is set, is the id of the last event the client saw.
+	Since  chat.ID
+	Resume bool
+}
+
+// Join reads the room's history (or the entries after Since, when the
+// stream still holds all of them), records the member as online, appends
+// its join entry and attaches it to the room. The caller must call Leave.
+func (h *Hub) Join(ctx context.Context, req JoinRequest) (*Session, error) {
+	if h.isClosed() {
+		return nil, ErrClosed
+	}
+	s := &Session{h: h, member: chat.Member{Conn: req.Conn, Name: req.Name}, room: req.Room}
+	if req.Resume {
+		events, last, err := h.store.After(ctx, req.Room, req.Since, h.opts.Batch)
+		switch {
+		case err == nil:
+			s.Resumed, s.Boundary, s.cursor, s.pending = true, last, req.Since, events
+		case !errors.Is(err, chat.ErrGap):
+			return nil, fmt.Errorf("resume %s: %w", req.Room, err)
+		}
+	}
+	if !s.Resumed {
+		events, boundary, err := h.store.Recent(ctx, req.Room, h.opts.History)
+		if err != nil {
+			return nil, fmt.Errorf("replay %s: %w", req.Room, err)
+		}
+		s.Replay, s.Boundary, s.cursor = events, boundary, boundary
+	}
+	_, online, err := h.store.Join(ctx, req.Room, s.member, h.opts.PresenceTTL)
+	if err != nil {
+		return nil, err
+	}
+	s.Online = online
+	if err := h.attach(s); err != nil {
+		_, _ = h.store.Leave(ctx, req.Room, s.member) // undo the join; the hub is closing anyway
+		return nil, err
+	}
+	return s, nil
+}
+
+func (h *Hub) isClosed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closed
+}
+
+// attach registers the session with its room, starting the room if needed.
+func (h *Hub) attach(s *Session) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return ErrClosed
+	}
+	r := h.rooms[s.room]
+	if r == nil {
+		r = newRoom(h, s.room, s.Boundary)
+		h.rooms[s.room] = r
+		r.start()
+	}
+	if r.idle != nil {
+		r.idle.Stop()
+		r.idle = nil
+	}
+	r.members[s.member.Conn] = s.member
+	s.r = r
+	return nil
+}
+
+// detach unregisters the session; the room stops IdleTimeout after its last
+// session leaves, unless another joins first.
+func (h *Hub) detach(s *Session) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := s.r
+	delete(r.members, s.member.Conn)
+	if len(r.members) > 0 || h.rooms[r.name] != r {
+		return
+	}
+	r.idle = time.AfterFunc(h.opts.IdleTimeout, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if len(r.members) == 0 && h.rooms[r.name] == r {
+			delete(h.rooms, r.name)
+			r.stop()
+		}
+	})
+}

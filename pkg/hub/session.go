@@ -1,0 +1,144 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/streamchat/streamchat/pkg/chat"
+)
+
+// Session is one connection's membership of a room: its cursor and its
+// read loop. Next must be called from one goroutine; Post may be called
+// concurrently with it.
+type Session struct {
+	h      *Hub
+	r      *room
+	room   string
+	member chat.Member
+
+	// Resumed reports that the entries after JoinRequest.Since are all
+	// still in the stream and will be delivered by Next; otherwise Replay
+	// holds the recent history.
+	Resumed bool
+	// Replay is the history to send with "replay":true, oldest first.
+	Replay []chat.Event
+	// Boundary is the newest entry of the stream when the join read it.
+	// Entries after it are live; when resuming, Next delivers the entries
+	// up to it first, and the client is ready once it has them.
+	Boundary chat.ID
+	// Online is the distinct names online when the member joined.
+	Online []string
+
+	cursor  chat.ID
+	pending []chat.Event // first page of a resume, already read
+	buf     []Entry      // reused by Next
+}
+
+// Cursor is the ID of the last entry Next returned (or the starting point).
+func (s *Session) Cursor() chat.ID { return s.cursor }
+
+// Next returns the entries after the session's cursor, oldest first, waiting
+// until there is at least one, and advances the cursor past them. The slice
+// is valid until the next call. It fails with ErrLagged when the entries
+// after the cursor are gone from the stream, with ErrClosed when the hub
+// closes, and with ctx's error when ctx ends. Redis failures are retried.
+func (s *Session) Next(ctx context.Context) ([]Entry, error) {
+	if len(s.pending) > 0 {
+		events := s.pending
+		s.pending = nil
+		return s.deliver(encode(events)), nil
+	}
+	if s.h.opts.Direct {
+		return s.nextDirect(ctx)
+	}
+	retry := newBackoff()
+	for {
+		entries, wake, behind := s.r.after(s.cursor, s.h.opts.Batch, s.buf[:0])
+		if behind {
+			// Older than the window: this connection is slow or resuming.
+			// Read from Redis; it never holds up the room.
+			events, _, err := s.h.store.After(ctx, s.room, s.cursor, s.h.opts.Batch)
+			switch {
+			case errors.Is(err, chat.ErrGap):
+				return nil, ErrLagged
+			case err != nil:
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				retry.wait(ctx)
+				continue
+			case len(events) > 0:
+				return s.deliver(encode(events)), nil
+			}
+			// Nothing after the cursor in Redis yet the window starts later:
+			// wait for the window to move rather than spin.
+			wake = s.waitChan()
+		} else if len(entries) > 0 {
+			return s.deliver(entries), nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.r.ctx.Done():
+			return nil, ErrClosed
+		}
+	}
+}
+
+func (s *Session) waitChan() <-chan struct{} {
+	s.r.mu.RLock()
+	defer s.r.mu.RUnlock()
+	return s.r.wake
+}
+
+// nextDirect is the literal design: this connection's own blocking read.
+func (s *Session) nextDirect(ctx context.Context) ([]Entry, error) {
+	retry := newBackoff()
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if s.r.ctx.Err() != nil {
+			return nil, ErrClosed
+		}
+		events, err := s.h.store.Read(ctx, s.room, s.cursor, s.h.opts.Batch, s.h.opts.Block)
+		if err != nil {
+			retry.wait(ctx)
+			continue
+		}
+		retry.reset()
+		if len(events) > 0 {
+			return s.deliver(encode(events)), nil
+		}
+	}
+}
+
+func (s *Session) deliver(entries []Entry) []Entry {
+	s.buf = entries
+	s.cursor = entries[len(entries)-1].ID
+	return entries
+}
+
+// Post appends a message from this session's member and returns its ID
+// once Redis has stored it.
+func (s *Session) Post(ctx context.Context, text, nonce string) (chat.ID, error) {
+	id, err := s.h.store.Append(ctx, chat.Event{Room: s.room, Kind: chat.KindMessage, From: s.member.Name, Text: text, Nonce: nonce})
+	if err != nil {
+		return chat.ID{}, fmt.Errorf("post: %w", err)
+	}
+	return id, nil
+}
+
+// Leave detaches the session from its room and appends its leave entry
+// (unless another replica already reaped it). It reports whether the entry
+// was written. ctx should outlive the connection's own context.
+func (s *Session) Leave(ctx context.Context) (bool, error) {
+	s.h.detach(s)
+	left, err := s.h.store.Leave(ctx, s.room, s.member)
+	if err != nil {
+		return false, fmt.Errorf("leave: %w", err)
+	}
+	return left, nil
+}
