@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/streamchat/streamchat/pkg/config"
+	"github.com/streamchat/streamchat/pkg/gateway"
+	"github.com/streamchat/streamchat/pkg/hub"
+	"github.com/streamchat/streamchat/pkg/store"
+	"github.com/streamchat/streamchat/pkg/web"
+)
+
+// The store is what the hub reads and writes, and what readiness pings.
+var (
+	_ hub.Store      = (*store.Store)(nil)
+	_ gateway.Pinger = (*store.Store)(nil)
+	_ gateway.Hub    = (*hub.Hub)(nil)
+)
+
+// run serves until ctx ends, then drains within cfg.ShutdownGrace. Logs go
+// to stdout; the "listening" line carries the bound address.
+func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
+	log, err := newLogger(cfg, stdout)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	log = log.With(zap.String("replica", cfg.ReplicaID))
+
+	rdb, closeRedis, err := openRedis(cfg.RedisURL, log)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+
+	st := store.New(rdb, store.Options{MaxLen: cfg.StreamMaxlen})
+	h := hub.New(st, log, hub.Options{Direct: cfg.TailMode == config.TailDirect, History: cfg.History})
+	defer h.Close()
+	gw := gateway.New(h, st, web.Handler(), log, gateway.Options{
+		Replica:        cfg.ReplicaID,
+		MaxText:        cfg.MaxText,
+		MaxFrame:       cfg.MaxFrame,
+		Rate:           cfg.Rate,
+		Burst:          cfg.Burst,
+		AllowedOrigins: cfg.AllowedOrigins,
+		PingInterval:   cfg.PingInterval,
+	})
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           gw.Handler(),
+		ReadHeaderTimeout: 10 * time.Second, // slow-header clients must not hold sockets
+		ErrorLog:          zap.NewStdLog(log.Named("http")),
+	}
+	log.Info("listening", zap.String("addr", ln.Addr().String()), zap.String("tail_mode", cfg.TailMode))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	log.Info("shutting down", zap.Duration("grace", cfg.ShutdownGrace), zap.Int("connections", gw.Conns()))
+	// A fresh context: the one that told us to stop is already done.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	// Shutdown stops accepting and ends plain HTTP requests; it does not
+	// wait for websockets, which Drain closes with 1001.
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("http shutdown", zap.Error(err))
+	}
+	if err := gw.Drain(shutdownCtx); err != nil {
+		log.Warn("drain did not finish within the grace period", zap.Error(err))
+	}
+	h.Close()
+	log.Info("stopped")
+	return nil
+}
+
+func newLogger(cfg config.Config, out io.Writer) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return nil, fmt.Errorf("CHAT_LOG_LEVEL: %w", err)
+	}
+	var enc zapcore.Encoder
+	if cfg.LogFormat == "console" {
+		ec := zap.NewDevelopmentEncoderConfig()
+		ec.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
+		enc = zapcore.NewConsoleEncoder(ec)
+	} else {
+		ec := zap.NewProductionEncoderConfig()
+		ec.EncodeTime = zapcore.ISO8601TimeEncoder
+		enc = zapcore.NewJSONEncoder(ec)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(out), level), zap.ErrorOutput(zapcore.AddSync(out))), nil
+}
+
+// openRedis connects to CHAT_REDIS_URL, or starts the embedded server when
+// it is empty.
+func openRedis(url string, log *zap.Logger) (redis.UniversalClient, func(), error) {
+	if url == "" {
+		mr := miniredis.NewMiniRedis()
+		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
+			return nil, nil, fmt.Errorf("start embedded redis: %w", err)
+		}
+		log.Warn("CHAT_REDIS_URL is not set: using an embedded in-memory Redis, for trying streamchat out only (one replica, nothing persisted)")
+		rdb := redis.NewUniversalClient(universalOptions([]string{mr.Addr()}, nil))
+		return rdb, func() { _ = rdb.Close(); mr.Close() }, nil
+	}
+	opts, err := parseRedisURL(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	rdb := redis.NewUniversalClient(opts)
+	return rdb, func() { _ = rdb.Close() }, nil
+}
+
+// parseRedisURL accepts redis:// or rediss:// URLs, or a comma-separated
+// list of cluster nodes (URLs or host:port), which selects Redis Cluster.
+func parseRedisURL(raw string) (*redis.UniversalOptions, error) {
+	parts := strings.Split(raw, ",")
+	var first *redis.Options
+	addrs := make([]string, 0, len(parts))
+	for _, p := range parts {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if !strings.Contains(p, "://") {
+			addrs = append(addrs, p)
+			continue
+		}
+		o, err := redis.ParseURL(p)
+		if err != nil {
+			return nil, fmt.Errorf("CHAT_REDIS_URL: %w", err)
+		}
+		if first == nil {
+			first = o
+		}
+		addrs = append(addrs, o.Addr)
+	}
+	if len(addrs) == 0 {
+		return nil, errors.New("CHAT_REDIS_URL: no address")
+	}
+	return universalOptions(addrs, first), nil
+}
+
+func universalOptions(addrs []string, from *redis.Options) *redis.UniversalOptions {
+	o := &redis.UniversalOptions{
+		Addrs: addrs,
+		// Callers' contexts bound every command, including the bounded
+		// XREAD BLOCK of the tailers.
+		ContextTimeoutEnabled: true,
+		// Each blocking XREAD holds a pooled connection: one per active room
+		// in shared mode, one per client in direct mode. Connections are
+		// opened lazily, so a high cap costs nothing until used.
+		PoolSize: 10000,
+	}
+	if from != nil {
+		o.Username, o.Password, o.DB, o.TLSConfig = from.Username, from.Password, from.DB, from.TLSConfig
+	}
+	return o
+}

@@ -1,0 +1,525 @@
+package gateway_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"go.uber.org/goleak"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/streamchat/streamchat/pkg/chat"
+	"github.com/streamchat/streamchat/pkg/client"
+	"github.com/streamchat/streamchat/pkg/gateway"
+	"github.com/streamchat/streamchat/pkg/hub"
+	"github.com/streamchat/streamchat/pkg/redistest"
+	"github.com/streamchat/streamchat/pkg/store"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// waitFor bounds every wait so a broken test fails instead of hanging; it
+// is never an assertion about speed.
+const waitFor = 15 * time.Second
+
+type env struct {
+	t     *testing.T
+	redis *redistest.Server
+	store *store.Store
+	hub   *hub.Hub
+	gw    *gateway.Server
+	http  *httptest.Server
+}
+
+func newEnv(t *testing.T, hopts hub.Options, gopts gateway.Options) *env {
+	t.Helper()
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	log := zaptest.NewLogger(t)
+	st := store.New(rdb, store.Options{Prefix: redistest.Prefix(t)})
+	if hopts.Block == 0 {
+		// A short XREAD block makes each test's shutdown quick; production
+		// keeps the default.
+		hopts.Block = 250 * time.Millisecond
+	}
+	h := hub.New(st, log, hopts)
+	gw := gateway.New(h, st, http.NotFoundHandler(), log, gopts)
+	ts := httptest.NewServer(gw.Handler())
+	e := &env{t: t, redis: srv, store: st, hub: h, gw: gw, http: ts}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		ts.Close()
+		if err := gw.Drain(ctx); err != nil {
+			t.Errorf("drain: %v", err)
+		}
+		h.Close()
+	})
+	return e
+}
+
+func (e *env) wsURL(query string) string {
+	return "ws" + strings.TrimPrefix(e.http.URL, "http") + "/ws?" + query
+}
+
+func (e *env) dial(query string) *client.Conn {
+	e.t.Helper()
+	return dialURL(e.t, e.wsURL(query), nil)
+}
+
+func dialURL(t *testing.T, u string, opts *client.Options) *client.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	c, _, err := client.Dial(ctx, u, opts)
+	if err != nil {
+		t.Fatalf("dial %s: %v", u, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// next returns the next event, failing the test when none comes.
+func next(t *testing.T, c *client.Conn) client.Event {
+	t.Helper()
+	select {
+	case ev, ok := <-c.Events():
+		if !ok {
+			t.Fatalf("connection ended: %v", c.Err())
+		}
+		return ev
+	case <-time.After(waitFor):
+		t.Fatal("no event")
+	}
+	return client.Event{}
+}
+
+// nextOf skips events until one of the given type arrives.
+func nextOf(t *testing.T, c *client.Conn, typ string) client.Event {
+	t.Helper()
+	for {
+		if ev := next(t, c); ev.Type == typ {
+			return ev
+		}
+	}
+}
+
+// untilReady reads hello ... ready and returns them all.
+func untilReady(t *testing.T, c *client.Conn) []client.Event {
+	t.Helper()
+	var evs []client.Event
+	for {
+		ev := next(t, c)
+		evs = append(evs, ev)
+		if ev.Type == "ready" {
+			return evs
+		}
+	}
+}
+
+// closeCode waits for the connection to end and returns the close code.
+func closeCode(t *testing.T, c *client.Conn) websocket.StatusCode {
+	t.Helper()
+	for {
+		select {
+		case _, ok := <-c.Events():
+			if !ok {
+				return websocket.CloseStatus(c.Err())
+			}
+		case <-time.After(waitFor):
+			t.Fatal("connection did not end")
+		}
+	}
+}
+
+func send(t *testing.T, c *client.Conn, text string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	id, err := c.Send(ctx, text)
+	if err != nil {
+		t.Fatalf("send %q: %v", text, err)
+	}
+	return id
+}
+
+// expectMessage reads until a message with text arrives.
+func expectMessage(t *testing.T, c *client.Conn, text string) client.Event {
+	t.Helper()
+	for {
+		ev := next(t, c)
+		if ev.Type == "message" && ev.Text == text {
+			return ev
+		}
+		if ev.Type == "message" {
+			t.Fatalf("got message %q, want %q", ev.Text, text)
+		}
+	}
+}
+
+func TestHelloReplayReady(t *testing.T) {
+	e := newEnv(t, hub.Options{}, gateway.Options{Replica: "r1"})
+	a := e.dial("room=r1&name=ann")
+	evs := untilReady(t, a)
+	hello, ready := evs[0], evs[len(evs)-1]
+	if hello.Type != "hello" || hello.Room != "r1" || hello.You != "ann" || hello.Replica != "r1" || hello.Resumed ||
+		hello.Limits == nil || hello.Limits.MaxText != 4000 || hello.Limits.MaxFrame != 65536 || hello.Limits.Rate != 5 || hello.Limits.Burst != 10 {
+		t.Fatalf("hello = %+v", hello)
+	}
+	if len(evs) != 2 || ready.Cursor != "0-0" || fmt.Sprint(ready.Online) != "[ann]" {
+		t.Fatalf("events = %+v", evs)
+	}
+	join := next(t, a)
+	if join.Type != "join" || join.From != "ann" || join.Room != "r1" || join.Replay {
+		t.Fatalf("first live event = %+v, want ann's join", join)
+	}
+	if _, err := time.Parse(time.RFC3339Nano, join.TS); err != nil || !strings.HasSuffix(join.TS, "Z") || len(join.TS) != len("2006-01-02T15:04:05.000Z") {
+		t.Fatalf("ts %q is not RFC 3339 UTC with milliseconds", join.TS)
+	}
+	id := send(t, a, "  hello  ")
+	msg := expectMessage(t, a, "hello")
+	if msg.ID != id || msg.From != "ann" {
+		t.Fatalf("echo = %+v, ack id %s", msg, id)
+	}
+}
+
+func TestNameFromCookie(t *testing.T) {
+	e := newEnv(t, hub.Options{}, gateway.Options{})
+	c := dialURL(t, e.wsURL("room=r1"), &client.Options{Header: http.Header{"Cookie": {"username=" + url.QueryEscape("Zoë B")}}})
+	if hello := next(t, c); hello.You != "Zoë B" || hello.Room != "r1" {
+		t.Fatalf("hello = %+v", hello)
+	}
+	d := e.dial("name=dan")
+	if hello := next(t, d); hello.Room != "lobby" {
+		t.Fatalf("default room = %q", hello.Room)
+	}
+}
+
+func TestBadHandshake(t *testing.T) {
+	e := newEnv(t, hub.Options{}, gateway.Options{})
+	tests := []struct {
+		name, query string
+		code        string
+	}{
+		{"bad room", "room=Bad!&name=ann", "bad_room"},
+		{"room too long", "room=" + strings.Repeat("a", 65) + "&name=ann", "bad_room"},
+		{"no name", "room=r1", "bad_name"},
+		{"empty name", "room=r1&name=+++", "bad_name"},
+		{"long name", "room=r1&name=" + strings.Repeat("x", 33), "bad_name"},
+		{"control in name", "room=r1&name=a%07b", "bad_name"},
+		{"invalid utf8 name", "room=r1&name=%ff", "bad_name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := e.dial(tt.query)
+			ev := next(t, c)
+			if ev.Type != "error" || ev.Code != tt.code || ev.Message == "" {
+				t.Fatalf("first event = %+v, want error %s", ev, tt.code)
+			}
+			if code := closeCode(t, c); code != websocket.StatusPolicyViolation {
+				t.Fatalf("close code = %v, want 1008", code)
+			}
+		})
+	}
+	// The refused handshakes changed nothing: the room has no entries.
+	c := e.dial("room=r1&name=ann")
+	if evs := untilReady(t, c); evs[len(evs)-1].Cursor != "0-0" {
+		t.Fatalf("bad handshakes wrote to the stream: %+v", evs)
+	}
+}
+
+func TestOriginCheck(t *testing.T) {
+	e := newEnv(t, hub.Options{}, gateway.Options{AllowedOrigins: []string{"chat.example.com"}})
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	_, resp, err := client.Dial(ctx, e.wsURL("room=r1&name=ann"), &client.Options{Header: http.Header{"Origin": {"https://evil.example"}}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-origin handshake: err=%v resp=%v, want 403", err, resp)
+	}
+	for _, origin := range []string{"https://chat.example.com", e.http.URL} {
+		c := dialURL(t, e.wsURL("room=r1&name=ann"), &client.Options{Header: http.Header{"Origin": {origin}}})
+		if ev := next(t, c); ev.Type != "hello" {
+			t.Fatalf("origin %s: first event %+v", origin, ev)
+		}
+	}
+}
+
+// Every bad frame gets its exact error event, and the connection and the
+// room keep working afterwards.
+func TestBadFrames(t *testing.T) {
+	e := newEnv(t, hub.Options{}, gateway.Options{MaxText: 10, Burst: 100, Rate: 100})
+	watcher := e.dial("room=r1&name=watch")
+	untilReady(t, watcher)
+	tests := []struct {
+		name  string
+		typ   websocket.MessageType
+		frame string
+		code  string
+		nonce string
+	}{
+		{"invalid json", websocket.MessageText, `{"type":"message",`, "bad_request", ""},
+		{"unknown type", websocket.MessageText, `{"type":"typing","nonce":"n1"}`, "bad_request", "n1"},
+		{"text not a string", websocket.MessageText, `{"type":"message","text":1}`, "bad_request", ""},
+		{"empty text", websocket.MessageText, `{"type":"message","text":"   ","nonce":"n2"}`, "bad_request", "n2"},
+		{"blank plain frame", websocket.MessageText, "  ", "bad_request", ""},
+		{"text too long", websocket.MessageText, `{"type":"message","text":"12345678901","nonce":"n3"}`, "too_large", "n3"},
+		{"plain too long", websocket.MessageText, "12345678901", "too_large", ""},
+		{"long nonce", websocket.MessageText, `{"type":"message","text":"a","nonce":"` + strings.Repeat("n", 65) + `"}`, "bad_request", ""},
+		{"invalid utf8", websocket.MessageText, "a\xffb", "bad_request", ""},
+		{"binary frame", websocket.MessageBinary, "hi", "bad_request", ""},
+	}
+	c := e.dial("room=r1&name=ann")
+	untilReady(t, c)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+			defer cancel()
+			if err := c.SendRaw(ctx, tt.typ, []byte(tt.frame)); err != nil {
+				t.Fatal(err)
+			}
+			ev := nextOf(t, c, "error")
+			if ev.Code != tt.code || ev.Nonce != tt.nonce {
+				t.Fatalf("error = %+v, want code %s nonce %q", ev, tt.code, tt.nonce)
+			}
+			text := fmt.Sprint("ok", i)
+			send(t, c, text)
+			expectMessage(t, c, text)
+			expectMessage(t, watcher, text)
+		})
+	}
+}
+
+func TestPlainTextFrame(t *testing.T) {
+	e := newEnv(t, hub.Options{}, gateway.Options{})
+	c := e.dial("room=r1&name=ann")
+	untilReady(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := c.SendRaw(ctx, websocket.MessageText, []byte("just text {not json}")); err != nil {
+		t.Fatal(err)
+	}
+	if ack := nextOf(t, c, "ack"); ack.ID == "" || ack.Nonce != "" {
+		t.Fatalf("ack = %+v", ack)
+	}
+	expectMessage(t, c, "just text {not json}")
+}
+
+func TestOversizeFrameCloses1009(t *testing.T) {
+	e := newEnv(t, hub.Options{}, gateway.Options{MaxFrame: 1024})
+	watcher := e.dial("room=r1&name=watch")
+	untilReady(t, watcher)
+	c := e.dial("room=r1&name=ann")
+	untilReady(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	_ = c.SendRaw(ctx, websocket.MessageText, []byte(strings.Repeat("x", 2048)))
+	if code := closeCode(t, c); code != websocket.StatusMessageTooBig {
+		t.Fatalf("close code = %v, want 1009", code)
+	}
+	// The room goes on: the watcher sees ann leave and can still talk.
+	if ev := nextOf(t, watcher, "leave"); ev.From != "ann" {
+		t.Fatalf("leave = %+v", ev)
+	}
+	send(t, watcher, "still here")
+	expectMessage(t, watcher, "still here")
+}
+
+func TestFloodIsRateLimited(t *testing.T) {
+	e := newEnv(t, hub.Options{}, gateway.Options{Rate: 1, Burst: 3})
+	c := e.dial("room=r1&name=ann")
+	untilReady(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	const frames = 20
+	for i := range frames {
+		frame := fmt.Sprintf(`{"type":"message","text":"m%d","nonce":"n%d"}`, i, i)
+		if err := c.SendRaw(ctx, websocket.MessageText, []byte(frame)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	acks, limited := 0, 0
+	for acks+limited < frames {
+		switch ev := next(t, c); ev.Type {
+		case "ack":
+			acks++
+		case "error":
+			if ev.Code != "rate_limited" || ev.Nonce == "" {
+				t.Fatalf("error = %+v, want rate_limited with its nonce", ev)
+			}
+			limited++
+		}
+	}
+	// A 20-frame burst against a burst of 3 at 1/s: most are dropped, the
+	// first three always pass.
+	if acks < 3 || limited < frames/2 {
+		t.Fatalf("acks=%d rate_limited=%d", acks, limited)
+	}
+	// The connection stays: once the limiter refills, sending works again.
+	deadline := time.Now().Add(waitFor)
+	for {
+		_, err := c.Send(ctx, "after the flood")
+		var se *client.ServerError
+		if err == nil {
+			break
+		}
+		if !errors.As(err, &se) || se.Code != "rate_limited" || time.Now().After(deadline) {
+			t.Fatalf("send after flood: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Resume decisions: from the stream's own bookkeeping.
+func TestResumeDecisions(t *testing.T) {
+	e := newEnv(t, hub.Options{}, gateway.Options{})
+	tests := []struct {
+		name, since string
+		resumed     bool
+	}{
+		{"malformed", "yesterday", false},
+		{"empty room cursor", "0-0", true},
+		{"newer than generated", fmt.Sprint(time.Now().Add(time.Hour).UnixMilli(), "-0"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			room := "res" + strings.ReplaceAll(strings.ToLower(tt.name), " ", "")
+			c := e.dial("room=" + room + "&name=ann&since=" + url.QueryEscape(tt.since))
+			if hello := next(t, c); hello.Type != "hello" || hello.Resumed != tt.resumed {
+				t.Fatalf("hello = %+v, want resumed=%v", hello, tt.resumed)
+			}
+			nextOf(t, c, "ready")
+		})
+	}
+}
+
+func TestSinceGetsEntriesAfterIt(t *testing.T) {
+	e := newEnv(t, hub.Options{}, gateway.Options{})
+	a := e.dial("room=r1&name=ann")
+	untilReady(t, a)
+	first := send(t, a, "one")
+	send(t, a, "two")
+	send(t, a, "three")
+	b := e.dial("room=r1&name=bob&since=" + first)
+	evs := untilReady(t, b)
+	if !evs[0].Resumed {
+		t.Fatalf("hello = %+v", evs[0])
+	}
+	var texts []string
+	for _, ev := range evs[1 : len(evs)-1] {
+		if ev.Replay {
+			t.Fatalf("resumed entry marked replay: %+v", ev)
+		}
+		texts = append(texts, ev.Text)
+	}
+	if fmt.Sprint(texts) != "[two three]" {
+		t.Fatalf("resumed entries = %v", texts)
+	}
+	if ready := evs[len(evs)-1]; ready.Cursor != evs[len(evs)-2].ID {
+		t.Fatalf("ready.cursor = %s, want the last entry sent %s", ready.Cursor, evs[len(evs)-2].ID)
+	}
+	if join := next(t, b); join.Type != "join" || join.From != "bob" {
+		t.Fatalf("first live event = %+v", join)
+	}
+}
+
+// A client that stops reading falls out of the window and catches up from
+// Redis, without slowing anyone else.
+func TestSlowClientCatchesUpFromRedis(t *testing.T) {
+	e := newEnv(t, hub.Options{Window: 8, Batch: 4}, gateway.Options{Rate: 1000, Burst: 1000})
+	slow := dialURL(t, e.wsURL("room=r1&name=slow"), &client.Options{Buffer: 1})
+	fast := e.dial("room=r1&name=fast")
+	untilReady(t, fast)
+	const n = 100
+	want := make([]string, n)
+	for i := range n {
+		want[i] = fmt.Sprint("m", i)
+		send(t, fast, want[i])
+	}
+	for _, text := range want {
+		expectMessage(t, fast, text)
+	}
+	// Only now does the slow client read; its cursor is far behind the window.
+	var got []string
+	for len(got) < n {
+		if ev := next(t, slow); ev.Type == "message" {
+			got = append(got, ev.Text)
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("slow client got %v", got)
+	}
+}
+
+func TestUnresponsiveClientIsDropped(t *testing.T) {
+	e := newEnv(t, hub.Options{}, gateway.Options{PingInterval: 200 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	// A raw connection that never reads never answers pings.
+	ws, _, err := websocket.Dial(ctx, e.wsURL("room=r1&name=mute"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	watcher := e.dial("room=r1&name=watch")
+	untilReady(t, watcher)
+	for {
+		ev := nextOf(t, watcher, "leave")
+		if ev.From == "mute" {
+			break
+		}
+	}
+	// The leave is written just before the connection is forgotten.
+	deadline := time.Now().Add(waitFor)
+	for e.gw.Conns() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("open connections = %d, want 1", e.gw.Conns())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestDrainClosesWith1001AndLeaves(t *testing.T) {
+	e := newEnv(t, hub.Options{}, gateway.Options{})
+	a := e.dial("room=r1&name=ann")
+	b := e.dial("room=r1&name=bob")
+	untilReady(t, a)
+	untilReady(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := e.gw.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*client.Conn{a, b} {
+		if code := closeCode(t, c); code != websocket.StatusGoingAway {
+			t.Fatalf("close code = %v, want 1001", code)
+		}
+	}
+	resp, err := http.Get(e.http.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("readyz while draining = %d", resp.StatusCode)
+	}
+	events, _, err := e.store.After(ctx, "r1", chat.ID{}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leaves []string
+	for _, ev := range events {
+		if ev.Kind == chat.KindLeave {
+			leaves = append(leaves, ev.From)
+		}
+	}
+	if len(leaves) != 2 {
+		t.Fatalf("leave entries = %v, want ann's and bob's", leaves)
+	}
+}
