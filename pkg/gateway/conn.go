@@ -291,21 +291,16 @@ func (c *conn) sendError(ctx context.Context, err error) {
 }
 
 // fail ends the connection for err, once: with the close code toClient
-// gives, or at once when the peer is already gone.
+// gives when the peer can still take part in a close handshake, at once
+// when it cannot (gone, unresponsive, or the library already sent 1009).
 func (c *conn) fail(err error) {
 	c.closeOnce.Do(func() {
 		c.reason = err
-		var ce websocket.CloseError
 		switch {
-		case errors.As(err, &ce), errors.Is(err, websocket.ErrMessageTooBig):
-			// The peer closed, or the library already sent 1009.
-			_ = c.ws.CloseNow()
-		case errors.Is(err, errShutdown), errors.Is(err, errJoin), errors.Is(err, hub.ErrLagged),
-			errors.Is(err, hub.ErrClosed), errors.Is(err, errPingTimeout):
+		case errors.Is(err, errShutdown), errors.Is(err, errJoin), errors.Is(err, hub.ErrLagged), errors.Is(err, hub.ErrClosed):
 			_, code, reason := toClient(err)
 			_ = c.ws.Close(code, reason)
 		default:
-			// A broken socket or a timed-out write: nothing orderly is left.
 			_ = c.ws.CloseNow()
 		}
 	})

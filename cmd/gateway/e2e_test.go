@@ -1,0 +1,638 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/streamchat/streamchat/pkg/client"
+	"github.com/streamchat/streamchat/pkg/config"
+	"github.com/streamchat/streamchat/pkg/redistest"
+)
+
+// waitFor bounds every wait so a broken test fails instead of hanging; it
+// is never an assertion about speed.
+const waitFor = 20 * time.Second
+
+var modes = []string{config.TailShared, config.TailDirect}
+
+// replica is one gateway started with run, as main would, on 127.0.0.1:0.
+type replica struct {
+	t      *testing.T
+	id     string
+	addr   string
+	cancel context.CancelFunc
+	done   chan error
+	logs   *logWriter
+}
+
+// logWriter keeps the JSON log and reports the address of the "listening" line.
+type logWriter struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	addrc chan string
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	var line struct {
+		Msg  string `json:"msg"`
+		Addr string `json:"addr"`
+	}
+	if json.Unmarshal(p, &line) == nil && line.Msg == "listening" {
+		w.addrc <- line.Addr
+	}
+	return len(p), nil
+}
+
+func (w *logWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+func testConfig(redisURL, id, mode string) config.Config {
+	cfg := config.Default()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.RedisURL = redisURL
+	cfg.ReplicaID = id
+	cfg.TailMode = mode
+	cfg.ShutdownGrace = 5 * time.Second
+	return cfg
+}
+
+func startReplica(t *testing.T, cfg config.Config) *replica {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &replica{t: t, id: cfg.ReplicaID, cancel: cancel, done: make(chan error, 1), logs: &logWriter{addrc: make(chan string, 1)}}
+	go func() { r.done <- run(ctx, cfg, r.logs) }()
+	select {
+	case r.addr = <-r.logs.addrc:
+	case err := <-r.done:
+		t.Fatalf("replica %s exited at start: %v\n%s", cfg.ReplicaID, err, r.logs)
+	case <-time.After(waitFor):
+		t.Fatalf("replica %s did not start\n%s", cfg.ReplicaID, r.logs)
+	}
+	t.Cleanup(func() {
+		r.stop()
+		if t.Failed() {
+			t.Logf("log of replica %s:\n%s", r.id, r.logs)
+		}
+	})
+	return r
+}
+
+// stop is SIGTERM: cancel run's context and wait for it to return.
+func (r *replica) stop() {
+	r.t.Helper()
+	if r.done == nil {
+		return
+	}
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			r.t.Errorf("replica %s: run: %v", r.id, err)
+		}
+	case <-time.After(waitFor):
+		r.t.Errorf("replica %s did not stop", r.id)
+	}
+	r.done = nil
+}
+
+func (r *replica) wsURL(room, name, since string) string {
+	u := fmt.Sprintf("ws://%s/ws?room=%s&name=%s", r.addr, room, name)
+	if since != "" {
+		u += "&since=" + since
+	}
+	return u
+}
+
+// cluster is a set of replicas sharing one Redis.
+type cluster struct {
+	redis    *redistest.Server
+	replicas []*replica
+}
+
+func startCluster(t *testing.T, n int, mode string, tweak func(*config.Config)) *cluster {
+	t.Helper()
+	c := &cluster{redis: redistest.Start(t)}
+	for i := range n {
+		cfg := testConfig(c.redis.URL(), fmt.Sprintf("%c", 'A'+i), mode)
+		if tweak != nil {
+			tweak(&cfg)
+		}
+		c.replicas = append(c.replicas, startReplica(t, cfg))
+	}
+	return c
+}
+
+func uniqueRoom(prefix string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return prefix + "-" + hex.EncodeToString(b)
+}
+
+func dial(t *testing.T, url string) *client.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	c, _, err := client.Dial(ctx, url, &client.Options{Buffer: 4096})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func next(t *testing.T, c *client.Conn) client.Event {
+	t.Helper()
+	select {
+	case ev, ok := <-c.Events():
+		if !ok {
+			t.Fatalf("connection ended: %v", c.Err())
+		}
+		return ev
+	case <-time.After(waitFor):
+		t.Fatal("no event")
+	}
+	return client.Event{}
+}
+
+// untilReady returns hello, the replayed or resumed entries, and ready.
+func untilReady(t *testing.T, c *client.Conn) (hello client.Event, entries []client.Event, ready client.Event) {
+	t.Helper()
+	hello = next(t, c)
+	if hello.Type != "hello" {
+		t.Fatalf("first event = %+v, want hello", hello)
+	}
+	for {
+		ev := next(t, c)
+		if ev.Type == "ready" {
+			return hello, entries, ev
+		}
+		entries = append(entries, ev)
+	}
+}
+
+// messages reads until n message events arrived and returns them.
+func messages(t *testing.T, c *client.Conn, n int) []client.Event {
+	t.Helper()
+	var got []client.Event
+	for len(got) < n {
+		if ev := next(t, c); ev.Type == "message" {
+			got = append(got, ev)
+		}
+	}
+	return got
+}
+
+func send(t *testing.T, c *client.Conn, text string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	id, err := c.Send(ctx, text)
+	if err != nil {
+		t.Fatalf("send %q: %v", text, err)
+	}
+	return id
+}
+
+func ids(evs []client.Event) []string {
+	out := make([]string, len(evs))
+	for i, ev := range evs {
+		out[i] = ev.ID
+	}
+	return out
+}
+
+func TestThreeReplicasShareOneConversation(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			cl := startCluster(t, 3, mode, func(c *config.Config) { c.Rate, c.Burst = 1000, 1000 })
+			room := uniqueRoom("share")
+			var conns []*client.Conn
+			for i, r := range cl.replicas {
+				c := dial(t, r.wsURL(room, fmt.Sprint("user", i), ""))
+				untilReady(t, c)
+				conns = append(conns, c)
+			}
+			const each = 10
+			acked := make(chan string, each*len(conns))
+			var wg sync.WaitGroup
+			for i, c := range conns {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for j := range each {
+						id, err := c.Send(context.Background(), fmt.Sprintf("from %d #%d", i, j))
+						if err != nil {
+							t.Errorf("send: %v", err)
+							return
+						}
+						acked <- id
+					}
+				}()
+			}
+			wg.Wait()
+			close(acked)
+			want := map[string]bool{}
+			for id := range acked {
+				want[id] = true
+			}
+			var first []string
+			for i, c := range conns {
+				got := ids(messages(t, c, each*len(conns)))
+				for _, id := range got {
+					if !want[id] {
+						t.Fatalf("client %d got unknown message %s", i, id)
+					}
+				}
+				if i == 0 {
+					first = got
+				} else if fmt.Sprint(got) != fmt.Sprint(first) {
+					t.Fatalf("client %d saw another order:\n%v\n%v", i, got, first)
+				}
+			}
+			if len(first) != len(want) {
+				t.Fatalf("got %d messages, want %d distinct", len(first), len(want))
+			}
+		})
+	}
+}
+
+func TestJoinReplaysLast50(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			cl := startCluster(t, 2, mode, func(c *config.Config) { c.Rate, c.Burst = 1000, 1000 })
+			room := uniqueRoom("replay")
+			writer := dial(t, cl.replicas[0].wsURL(room, "writer", ""))
+			untilReady(t, writer)
+			for i := range 60 {
+				send(t, writer, fmt.Sprint("m", i))
+			}
+			joiner := dial(t, cl.replicas[1].wsURL(room, "joiner", ""))
+			hello, replay, ready := untilReady(t, joiner)
+			if hello.Resumed {
+				t.Fatal("hello.resumed on a fresh join")
+			}
+			if len(replay) != 50 {
+				t.Fatalf("replayed %d entries, want 50", len(replay))
+			}
+			for i, ev := range replay {
+				if ev.Type != "message" || !ev.Replay || ev.Text != fmt.Sprint("m", i+10) {
+					t.Fatalf("replay[%d] = %+v, want message m%d with replay:true", i, ev, i+10)
+				}
+			}
+			if ready.Cursor != replay[49].ID || fmt.Sprint(ready.Online) != "[joiner writer]" {
+				t.Fatalf("ready = %+v", ready)
+			}
+			if ev := next(t, joiner); ev.Type != "join" || ev.From != "joiner" {
+				t.Fatalf("first live event = %+v, want own join", ev)
+			}
+		})
+	}
+}
+
+func TestResumeOnAnotherReplica(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			cl := startCluster(t, 3, mode, func(c *config.Config) { c.Rate, c.Burst = 1000, 1000 })
+			room := uniqueRoom("resume")
+			talker := dial(t, cl.replicas[0].wsURL(room, "talker", ""))
+			untilReady(t, talker)
+			reader := dial(t, cl.replicas[1].wsURL(room, "reader", ""))
+			untilReady(t, reader)
+			send(t, talker, "before")
+			last := messages(t, reader, 1)[0].ID
+			reader.CloseNow() // a dropped network, not a goodbye
+
+			var missed []string
+			for i := range 20 {
+				missed = append(missed, send(t, talker, fmt.Sprint("missed ", i)))
+			}
+			back := dial(t, cl.replicas[2].wsURL(room, "reader", last))
+			hello, entries, ready := untilReady(t, back)
+			if !hello.Resumed {
+				t.Fatal("hello.resumed = false")
+			}
+			var got []string
+			for _, ev := range entries {
+				if ev.Replay {
+					t.Fatalf("resumed entry marked replay: %+v", ev)
+				}
+				if ev.Type == "message" {
+					got = append(got, ev.ID)
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(missed) {
+				t.Fatalf("resumed messages:\n%v\nwant\n%v", got, missed)
+			}
+			if ready.Cursor != entries[len(entries)-1].ID {
+				t.Fatalf("ready.cursor = %s, want last entry sent %s", ready.Cursor, entries[len(entries)-1].ID)
+			}
+			id := send(t, talker, "after")
+			if ev := messages(t, back, 1)[0]; ev.ID != id {
+				t.Fatalf("live after resume = %+v", ev)
+			}
+		})
+	}
+}
+
+// While writers append continuously, clients join at random moments on
+// random replicas. Each client must get exactly the history before its
+// cursor and every entry after it: no gap, no duplicate, stream order.
+func TestJoinRace(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			cl := startCluster(t, 3, mode, func(c *config.Config) {
+				c.Rate, c.Burst = 1000, 1000
+				c.StreamMaxlen = 1_000_000 // the whole run stays in the stream as ground truth
+			})
+			room := uniqueRoom("race")
+			const writers, perWriter, joiners = 5, 80, 50
+			var writerConns []*client.Conn
+			for i := range writers {
+				c := dial(t, cl.replicas[i%3].wsURL(room, fmt.Sprint("writer", i), ""))
+				untilReady(t, c)
+				writerConns = append(writerConns, c)
+			}
+			type joined struct {
+				c      *client.Conn
+				replay []client.Event
+				ready  client.Event
+			}
+			results := make(chan joined, joiners)
+			var wg sync.WaitGroup
+			for i, w := range writerConns {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for j := range perWriter {
+						if _, err := w.Send(context.Background(), fmt.Sprintf("w%d-%d", i, j)); err != nil {
+							t.Errorf("writer %d: %v", i, err)
+							return
+						}
+					}
+				}()
+			}
+			for i := range joiners {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					time.Sleep(time.Duration(randInt(400)) * time.Millisecond)
+					r := cl.replicas[randInt(3)]
+					ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+					defer cancel()
+					c, _, err := client.Dial(ctx, r.wsURL(room, fmt.Sprint("joiner", i), ""), &client.Options{Buffer: 8192})
+					if err != nil {
+						t.Errorf("dial: %v", err)
+						return
+					}
+					t.Cleanup(func() { _ = c.Close() })
+					_, replay, ready := untilReadyAsync(t, c)
+					results <- joined{c, replay, ready}
+				}()
+			}
+			wg.Wait()
+			close(results)
+			marker := send(t, writerConns[0], "the end")
+
+			rdb := cl.redis.Client()
+			truth, err := rdb.XRange(context.Background(), "chat:{"+room+"}:log", "-", marker).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for j := range results {
+				n++
+				checkClient(t, truth, j.c, j.replay, j.ready, marker)
+			}
+			if n != joiners {
+				t.Fatalf("%d of %d joiners got ready", n, joiners)
+			}
+		})
+	}
+}
+
+func untilReadyAsync(t *testing.T, c *client.Conn) (client.Event, []client.Event, client.Event) {
+	var hello, ready client.Event
+	var entries []client.Event
+	for ev := range c.Events() {
+		switch {
+		case hello.Type == "":
+			hello = ev
+		case ev.Type == "ready":
+			return hello, entries, ev
+		default:
+			entries = append(entries, ev)
+		}
+	}
+	t.Errorf("connection ended before ready: %v", c.Err())
+	return hello, entries, ready
+}
+
+func checkClient(t *testing.T, truth []redis.XMessage, c *client.Conn, replay []client.Event, ready client.Event, marker string) {
+	t.Helper()
+	cursor := ready.Cursor
+	// Expected replay: the last ≤50 messages at or before the cursor.
+	var before []string
+	var after []string
+	for _, m := range truth {
+		if !idLess(cursor, m.ID) {
+			if m.Values["type"] == "message" {
+				before = append(before, m.ID)
+			}
+		} else {
+			after = append(after, m.ID)
+		}
+	}
+	if len(before) > 50 {
+		before = before[len(before)-50:]
+	}
+	if got := ids(replay); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Fatalf("cursor %s: replay\n%v\nwant\n%v", cursor, got, before)
+	}
+	var live []string
+	for len(live) == 0 || live[len(live)-1] != marker {
+		select {
+		case ev, ok := <-c.Events():
+			if !ok {
+				t.Fatalf("connection ended: %v", c.Err())
+			}
+			if ev.IsEntry() {
+				live = append(live, ev.ID)
+			}
+		case <-time.After(waitFor):
+			t.Fatalf("cursor %s: marker never arrived; got %d live entries, want %d", cursor, len(live), len(after))
+		}
+	}
+	if fmt.Sprint(live) != fmt.Sprint(after) {
+		t.Fatalf("cursor %s: live entries\n%v\nwant\n%v", cursor, live, after)
+	}
+}
+
+func idLess(a, b string) bool {
+	var am, as, bm, bs uint64
+	fmt.Sscanf(a, "%d-%d", &am, &as)
+	fmt.Sscanf(b, "%d-%d", &bm, &bs)
+	return am < bm || (am == bm && as < bs)
+}
+
+func randInt(n int) int {
+	b := make([]byte, 2)
+	_, _ = rand.Read(b)
+	return (int(b[0])<<8 | int(b[1])) % n
+}
+
+func TestRedisOutageAndRecovery(t *testing.T) {
+	cl := startCluster(t, 1, config.TailShared, func(c *config.Config) { c.Rate, c.Burst = 1000, 1000 })
+	r := cl.replicas[0]
+	room := uniqueRoom("outage")
+	a := dial(t, r.wsURL(room, "ann", ""))
+	untilReady(t, a)
+	b := dial(t, r.wsURL(room, "bob", ""))
+	untilReady(t, b)
+
+	cl.redis.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	_, err := a.Send(ctx, "into the void")
+	var se *client.ServerError
+	if !errors.As(err, &se) || se.Code != "unavailable" {
+		t.Fatalf("send while Redis is down: %v, want unavailable", err)
+	}
+	waitReady(t, r, http.StatusServiceUnavailable)
+
+	cl.redis.Restart()
+	waitReady(t, r, http.StatusOK)
+	id := send(t, a, "back again")
+	for {
+		ev := next(t, b)
+		if ev.Type == "message" {
+			if ev.ID != id || ev.Text != "back again" {
+				t.Fatalf("after recovery got %+v", ev)
+			}
+			break
+		}
+	}
+}
+
+func waitReady(t *testing.T, r *replica, want int) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for {
+		resp, err := http.Get("http://" + r.addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == want {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz never answered %d", want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestShutdownClosesWith1001(t *testing.T) {
+	cl := startCluster(t, 2, config.TailShared, nil)
+	room := uniqueRoom("shutdown")
+	leaving := cl.replicas[0]
+	a := dial(t, leaving.wsURL(room, "ann", ""))
+	b := dial(t, leaving.wsURL(room, "bob", ""))
+	untilReady(t, a)
+	untilReady(t, b)
+	stay := dial(t, cl.replicas[1].wsURL(room, "cat", ""))
+	untilReady(t, stay)
+
+	leaving.stop()
+	for _, c := range []*client.Conn{a, b} {
+		for range c.Events() {
+		}
+		if code := websocket.CloseStatus(c.Err()); code != websocket.StatusGoingAway {
+			t.Fatalf("close code = %v (%v), want 1001", code, c.Err())
+		}
+	}
+	left := map[string]bool{}
+	for len(left) < 2 {
+		if ev := next(t, stay); ev.Type == "leave" {
+			left[ev.From] = true
+		}
+	}
+	if !left["ann"] || !left["bob"] {
+		t.Fatalf("leaves seen = %v", left)
+	}
+}
+
+// Shared mode holds one blocking Redis connection per active room, however
+// many users; direct mode holds one per user.
+func TestRedisConnectionsFollowRooms(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			cl := startCluster(t, 1, mode, nil)
+			room := uniqueRoom("conns")
+			const users = 40
+			for i := range users {
+				untilReady(t, dial(t, cl.replicas[0].wsURL(room, fmt.Sprint("u", i), "")))
+			}
+			info, err := cl.redis.Client().Info(context.Background(), "clients").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var connected int
+			for _, line := range strings.Split(info, "\n") {
+				if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_clients:"); ok {
+					fmt.Sscan(v, &connected)
+				}
+			}
+			t.Logf("%s mode: %d users in one room, Redis connected_clients = %d", mode, users, connected)
+			if mode == config.TailShared && connected > 12 {
+				t.Fatalf("shared mode: %d Redis connections for one room", connected)
+			}
+			if mode == config.TailDirect && connected < users {
+				t.Fatalf("direct mode: %d Redis connections for %d users", connected, users)
+			}
+		})
+	}
+}
+
+// With no CHAT_REDIS_URL the gateway runs on its embedded server.
+func TestEmbeddedDefault(t *testing.T) {
+	r := startReplica(t, testConfig("", "solo", config.TailShared))
+	room := uniqueRoom("embedded")
+	a := dial(t, r.wsURL(room, "ann", ""))
+	untilReady(t, a)
+	send(t, a, "one")
+	last := messages(t, a, 1)[0].ID
+	a.CloseNow()
+	b := dial(t, r.wsURL(room, "bob", ""))
+	untilReady(t, b)
+	send(t, b, "two")
+	back := dial(t, r.wsURL(room, "ann", last))
+	hello, entries, _ := untilReady(t, back)
+	var texts []string
+	for _, ev := range entries {
+		if ev.Type == "message" {
+			texts = append(texts, ev.Text)
+		}
+	}
+	if !hello.Resumed || fmt.Sprint(texts) != "[two]" {
+		t.Fatalf("resume on the embedded server: resumed=%v texts=%v", hello.Resumed, texts)
+	}
+}
