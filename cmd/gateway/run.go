@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -89,6 +90,10 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	if err := gw.Drain(shutdownCtx); err != nil {
 		log.Warn("drain did not finish within the grace period", zap.Error(err))
 	}
+	// Tailers may sit in a blocking XREAD; closing the client ends it now
+	// instead of at the end of the block.
+	h.Stop()
+	closeRedis()
 	h.Close()
 	log.Info("stopped")
 	return nil
@@ -113,7 +118,7 @@ func newLogger(cfg config.Config, out io.Writer) (*zap.Logger, error) {
 }
 
 // openRedis connects to CHAT_REDIS_URL, or starts the embedded server when
-// it is empty.
+// it is empty. The returned close function may be called more than once.
 func openRedis(url string, log *zap.Logger) (redis.UniversalClient, func(), error) {
 	if url == "" {
 		mr := miniredis.NewMiniRedis()
@@ -122,14 +127,14 @@ func openRedis(url string, log *zap.Logger) (redis.UniversalClient, func(), erro
 		}
 		log.Warn("CHAT_REDIS_URL is not set: using an embedded in-memory Redis, for trying streamchat out only (one replica, nothing persisted)")
 		rdb := redis.NewUniversalClient(universalOptions([]string{mr.Addr()}, nil))
-		return rdb, func() { _ = rdb.Close(); mr.Close() }, nil
+		return rdb, sync.OnceFunc(func() { _ = rdb.Close(); mr.Close() }), nil
 	}
 	opts, err := parseRedisURL(url)
 	if err != nil {
 		return nil, nil, err
 	}
 	rdb := redis.NewUniversalClient(opts)
-	return rdb, func() { _ = rdb.Close() }, nil
+	return rdb, sync.OnceFunc(func() { _ = rdb.Close() }), nil
 }
 
 // parseRedisURL accepts redis:// or rediss:// URLs, or a comma-separated

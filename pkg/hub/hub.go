@@ -119,9 +119,11 @@ func New(store Store, log *zap.Logger, opts Options) *Hub {
 	}
 }
 
-// Close stops every room and waits for their goroutines. Sessions still
-// open get ErrClosed from Next.
-func (h *Hub) Close() {
+// Stop tells every room to stop and returns at once; Join fails from now on
+// and open sessions get ErrClosed from Next. A tailer blocked in XREAD
+// notices at the end of its block, or as soon as the Redis client is closed,
+// which is why shutdown calls Stop, closes Redis, then Close.
+func (h *Hub) Stop() {
 	h.mu.Lock()
 	h.closed = true
 	for name, r := range h.rooms {
@@ -130,6 +132,11 @@ func (h *Hub) Close() {
 	}
 	h.mu.Unlock()
 	h.cancel()
+}
+
+// Close stops every room and waits for their goroutines.
+func (h *Hub) Close() {
+	h.Stop()
 	h.wg.Wait()
 }
 
