@@ -143,15 +143,16 @@ func (r *room) push(entries []Entry) {
 	r.wake = make(chan struct{})
 }
 
-// after appends to dst up to max window entries after cursor. When there
-// are none it also returns the channel that is closed on the next batch.
-// behind reports that cursor is older than the window: the caller must read
-// from Redis.
+// after appends to dst up to max window entries after cursor, and returns
+// the channel that is closed on the next batch. Taking both under one lock
+// means no batch can slip in unnoticed between a look and a wait. behind
+// reports that cursor is older than the window: the caller must read from
+// Redis, and wait on wake if Redis has nothing newer yet.
 func (r *room) after(cursor chat.ID, max int, dst []Entry) (entries []Entry, wake <-chan struct{}, behind bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if cursor.Less(r.base) {
-		return dst, nil, true
+		return dst, r.wake, true
 	}
 	size := len(r.ring)
 	i := sort.Search(r.n, func(i int) bool { return cursor.Less(r.ring[(r.head+i)%size].ID) })

@@ -71,9 +71,8 @@ func (s *Session) Next(ctx context.Context) ([]Entry, error) {
 			case len(events) > 0:
 				return s.deliver(encode(events)), nil
 			}
-			// Nothing after the cursor in Redis yet the window starts later:
-			// wait for the window to move rather than spin.
-			wake = s.waitChan()
+			// Nothing newer in Redis yet: wait for the tailer's next batch,
+			// on the channel taken before the read.
 		} else if len(entries) > 0 {
 			return s.deliver(entries), nil
 		}
@@ -85,12 +84,6 @@ func (s *Session) Next(ctx context.Context) ([]Entry, error) {
 			return nil, ErrClosed
 		}
 	}
-}
-
-func (s *Session) waitChan() <-chan struct{} {
-	s.r.mu.RLock()
-	defer s.r.mu.RUnlock()
-	return s.r.wake
 }
 
 // nextDirect is the literal design: this connection's own blocking read.
