@@ -84,8 +84,8 @@ func (c Config) Validate() error {
 		return bad("ADDR", "must not be empty")
 	case c.StreamMaxlen < 100:
 		return bad("STREAM_MAXLEN", "must be at least 100")
-	case c.History < 0 || c.History > 1000:
-		return bad("HISTORY", "must be between 0 and 1000")
+	case c.History < 1 || c.History > 1000:
+		return bad("HISTORY", "must be between 1 and 1000")
 	case c.MaxText < 1:
 		return bad("MAX_TEXT", "must be at least 1")
 	case c.MaxFrame < 128:
