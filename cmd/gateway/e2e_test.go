@@ -517,6 +517,16 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 		t.Fatalf("send while Redis is down: %v, want unavailable", err)
 	}
 	waitReady(t, r, http.StatusServiceUnavailable)
+	// A newcomer meanwhile is told to come back later.
+	late := dial(t, r.wsURL(room, "late", ""))
+	if ev := next(t, late); ev.Type != "error" || ev.Code != "unavailable" {
+		t.Fatalf("join while Redis is down: %+v", ev)
+	}
+	for range late.Events() {
+	}
+	if code := websocket.CloseStatus(late.Err()); code != websocket.StatusTryAgainLater {
+		t.Fatalf("close code = %v, want 1013", code)
+	}
 
 	cl.redis.Restart()
 	waitReady(t, r, http.StatusOK)

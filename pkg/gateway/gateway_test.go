@@ -395,6 +395,9 @@ func TestResumeDecisions(t *testing.T) {
 		{"malformed", "yesterday", false},
 		{"empty room cursor", "0-0", true},
 		{"newer than generated", fmt.Sprint(time.Now().Add(time.Hour).UnixMilli(), "-0"), false},
+		{"largest id", "18446744073709551615-18446744073709551615", false},
+		{"overflowing id", "18446744073709551616-0", false},
+		{"negative id", "-1-0", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -20,7 +20,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const waitFor = 15 * time.Second
 
-func setup(t *testing.T, maxLen int64, opts hub.Options) (*hub.Hub, *store.Store, *redistest.Server) {
+func setup(t testing.TB, maxLen int64, opts hub.Options) (*hub.Hub, *store.Store, *redistest.Server) {
 	t.Helper()
 	srv := redistest.Start(t)
 	st := store.New(srv.Client(), store.Options{Prefix: redistest.Prefix(t), MaxLen: maxLen})
@@ -32,7 +32,7 @@ func setup(t *testing.T, maxLen int64, opts hub.Options) (*hub.Hub, *store.Store
 	return h, st, srv
 }
 
-func join(t *testing.T, h *hub.Hub, room, name string) *hub.Session {
+func join(t testing.TB, h *hub.Hub, room, name string) *hub.Session {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -131,6 +132,10 @@ func (s *Store) Recent(ctx context.Context, room string, n int) (events []chat.E
 // same transaction as the read, so a trim cannot slip in between.
 func (s *Store) After(ctx context.Context, room string, after chat.ID, count int) ([]chat.Event, chat.ID, error) {
 	key := s.LogKey(room)
+	if after == maxID {
+		// Nothing can follow the largest ID, and Redis rejects "(" on it.
+		return nil, chat.ID{}, chat.ErrGap
+	}
 	var info *redis.XInfoStreamCmd
 	var self, page *redis.XMessageSliceCmd
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
@@ -164,6 +169,8 @@ func (s *Store) After(ctx context.Context, room string, after chat.ID, count int
 	}
 	return events, last, nil
 }
+
+var maxID = chat.ID{Ms: math.MaxUint64, Seq: math.MaxUint64}
 
 // continuous reports whether every entry the stream generated after the ID
 // is still in it.
