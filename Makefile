@@ -20,7 +20,7 @@ unit:
 # A few seconds of coverage-guided fuzzing of the client-frame decoder on top
 # of its seed corpus (the seeds also run as part of `unit`).
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 5s ./pkg/chat
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 10s ./pkg/chat
 
 run:
 	$(GO) run ./cmd/gateway
