@@ -28,6 +28,9 @@ const waitFor = 20 * time.Second
 
 var modes = []string{config.TailShared, config.TailDirect}
 
+// unlimited lifts the per-connection rate limit for tests that send fast.
+func unlimited(c *config.Config) { c.Rate, c.Burst = 1000, 1000 }
+
 // replica is one gateway started with run, as main would, on 127.0.0.1:0.
 type replica struct {
 	t      *testing.T
@@ -223,7 +226,7 @@ func ids(evs []client.Event) []string {
 func TestThreeReplicasShareOneConversation(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
-			cl := startCluster(t, 3, mode, func(c *config.Config) { c.Rate, c.Burst = 1000, 1000 })
+			cl := startCluster(t, 3, mode, unlimited)
 			room := uniqueRoom("share")
 			var conns []*client.Conn
 			for i, r := range cl.replicas {
@@ -278,7 +281,7 @@ func TestThreeReplicasShareOneConversation(t *testing.T) {
 func TestJoinReplaysLast50(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
-			cl := startCluster(t, 2, mode, func(c *config.Config) { c.Rate, c.Burst = 1000, 1000 })
+			cl := startCluster(t, 2, mode, unlimited)
 			room := uniqueRoom("replay")
 			writer := dial(t, cl.replicas[0].wsURL(room, "writer", ""))
 			untilReady(t, writer)
@@ -311,7 +314,7 @@ func TestJoinReplaysLast50(t *testing.T) {
 func TestResumeOnAnotherReplica(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
-			cl := startCluster(t, 3, mode, func(c *config.Config) { c.Rate, c.Burst = 1000, 1000 })
+			cl := startCluster(t, 3, mode, unlimited)
 			room := uniqueRoom("resume")
 			talker := dial(t, cl.replicas[0].wsURL(room, "talker", ""))
 			untilReady(t, talker)
@@ -500,7 +503,7 @@ func randInt(n int) int {
 }
 
 func TestRedisOutageAndRecovery(t *testing.T) {
-	cl := startCluster(t, 1, config.TailShared, func(c *config.Config) { c.Rate, c.Burst = 1000, 1000 })
+	cl := startCluster(t, 1, config.TailShared, unlimited)
 	r := cl.replicas[0]
 	room := uniqueRoom("outage")
 	a := dial(t, r.wsURL(room, "ann", ""))

@@ -470,7 +470,7 @@ func TestSlowClientCatchesUpFromRedis(t *testing.T) {
 }
 
 func TestUnresponsiveClientIsDropped(t *testing.T) {
-	e := newEnv(t, hub.Options{}, gateway.Options{PingInterval: 200 * time.Millisecond})
+	e := newEnv(t, hub.Options{}, gateway.Options{PingInterval: time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	// A raw connection that never reads never answers pings.

@@ -200,7 +200,7 @@ const (
 	backoffMax = 2 * time.Second
 )
 
-func newBackoff() *backoff { return &backoff{d: backoffMin} }
+func newBackoff() backoff { return backoff{d: backoffMin} }
 
 func (b *backoff) reset() { b.d = backoffMin }
 
