@@ -1,154 +1,374 @@
-// streamchat browser client. Everything from the network reaches the page
-// through textContent, never as HTML.
-const $ = (id) => document.getElementById(id);
-const state = { ws: null, room: "", name: "", lastId: "", retry: 0, timer: 0, online: new Map(), pending: new Map(), queue: [] };
+// streamchat browser client. Text from the network only ever reaches the
+// page through textContent or as a checked link href, never as HTML.
+import { RoomConnection } from "./conn.js";
 
-function setStatus(text, live) {
-  $("status").textContent = text;
-  $("status").className = live ? "live" : "";
+const $ = (id) => document.getElementById(id);
+const GROUP_GAP_MS = 5 * 60 * 1000;
+const RECENT_MAX = 6;
+
+const ui = {
+  messages: $("messages"), online: $("online"), onlineCount: $("online-count"),
+  status: $("status"), text: $("text"), send: $("send-button"), counter: $("counter"),
+  jump: $("jump"), name: $("name"), room: $("room"), recent: $("recent"), roomTitle: $("room-title"),
+};
+
+let conn = null;
+let me = "";
+let maxText = 4000;
+let replaying = false;
+let presenceLive = false; // join/leave count only after our own join
+const online = new Map(); // name -> connections
+const pending = new Map(); // nonce -> { li, text }
+const shown = new Set(); // stream ids already on the page
+let unseen = 0;
+
+// ---------- rendering ----------
+
+function atBottom() {
+  const m = ui.messages;
+  return m.scrollHeight - m.scrollTop - m.clientHeight < 48;
 }
 
-function addLine(cls, from, text, ts) {
+function append(node) {
+  const stick = atBottom();
+  ui.messages.append(node);
+  if (stick) {
+    ui.messages.scrollTop = ui.messages.scrollHeight;
+  } else if (node.classList.contains("msg") && !replaying) {
+    unseen++;
+    ui.jump.textContent = `${unseen} new message${unseen === 1 ? "" : "s"} ↓`;
+    ui.jump.hidden = false;
+  }
+}
+
+function divider(label) {
   const li = document.createElement("li");
-  li.className = cls;
-  if (ts) {
-    const t = document.createElement("span");
-    t.className = "time";
-    t.textContent = new Date(ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    li.append(t);
+  li.className = "divider";
+  li.setAttribute("role", "separator");
+  li.textContent = label;
+  append(li);
+}
+
+function notice(text) {
+  const li = document.createElement("li");
+  li.className = "notice";
+  li.textContent = text;
+  append(li);
+}
+
+// linkify appends text to parent, turning http(s) URLs into safe links.
+function linkify(parent, text) {
+  const re = /\bhttps?:\/\/[^\s<>"']+/gi;
+  let last = 0;
+  for (const m of text.matchAll(re)) {
+    parent.append(document.createTextNode(text.slice(last, m.index)));
+    let href = m[0].replace(/[.,;:!?)\]]+$/, "");
+    let url = null;
+    try { url = new URL(href); } catch { url = null; }
+    if (url && (url.protocol === "http:" || url.protocol === "https:")) {
+      const a = document.createElement("a");
+      a.href = url.href;
+      a.rel = "noopener noreferrer";
+      a.target = "_blank";
+      a.textContent = href;
+      parent.append(a);
+      last = m.index + href.length;
+    } else {
+      last = m.index;
+    }
   }
-  if (from) {
-    const f = document.createElement("span");
-    f.className = "from";
-    f.textContent = from;
-    li.append(f);
+  parent.append(document.createTextNode(text.slice(last)));
+}
+
+function timeOf(ts) {
+  const d = ts ? new Date(ts) : new Date();
+  const t = document.createElement("time");
+  t.dateTime = d.toISOString();
+  t.title = d.toLocaleString();
+  t.textContent = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return t;
+}
+
+// messageItem builds one message; consecutive messages of one sender within
+// a few minutes are grouped under one name and time.
+function messageItem(from, text, ts, replay) {
+  const li = document.createElement("li");
+  li.className = "msg";
+  if (from === me) li.classList.add("mine");
+  if (replay) li.classList.add("replay");
+  li.dataset.from = from;
+  li.dataset.ts = String(ts ? Date.parse(ts) : Date.now());
+  const prev = ui.messages.lastElementChild;
+  if (prev && prev.classList.contains("msg") && prev.dataset.from === from &&
+      Number(li.dataset.ts) - Number(prev.dataset.ts) < GROUP_GAP_MS) {
+    li.classList.add("continued");
   }
-  li.append(document.createTextNode(text));
-  const list = $("messages");
-  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-  list.append(li);
-  if (atBottom) list.scrollTop = list.scrollHeight;
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const name = document.createElement("span");
+  name.className = "from";
+  name.textContent = from;
+  meta.append(name);
+  if (from === me) {
+    const you = document.createElement("span");
+    you.className = "you";
+    you.textContent = "(you)";
+    meta.append(you);
+  }
+  meta.append(timeOf(ts));
+  const body = document.createElement("div");
+  body.className = "body";
+  linkify(body, text);
+  li.append(meta, body);
   return li;
 }
 
 function renderOnline() {
-  const ul = $("online");
-  ul.replaceChildren();
-  for (const name of [...state.online.keys()].sort()) {
+  ui.online.replaceChildren();
+  const names = [...online.keys()].sort((a, b) => a.localeCompare(b));
+  for (const n of names) {
     const li = document.createElement("li");
-    li.textContent = name;
-    ul.append(li);
+    li.textContent = n === me ? `${n} (you)` : n;
+    li.dataset.name = n;
+    ui.online.append(li);
   }
+  ui.onlineCount.textContent = `(${names.length})`;
+}
+
+function setStatus(state, detail) {
+  ui.status.dataset.state = state;
+  ui.status.textContent = state === "reconnecting" && detail ? `reconnecting in ${detail}s`
+    : state === "offline" && detail ? `offline: ${detail}` : state;
+  const usable = state === "live" || state === "reconnecting";
+  ui.text.disabled = !usable && state !== "connecting";
+  updateCounter();
+}
+
+function updateCounter() {
+  const n = [...ui.text.value].length;
+  const near = n > maxText * 0.8;
+  ui.counter.textContent = near ? String(maxText - n) : "";
+  ui.counter.classList.toggle("over", n > maxText);
+  ui.send.disabled = ui.text.disabled || n === 0 || n > maxText;
+}
+
+// ---------- protocol events ----------
+
+function clearHistory() {
+  // Keep messages that are still on their way; drop everything else.
+  for (const li of [...ui.messages.children]) {
+    if (!li.classList.contains("pending")) li.remove();
+  }
+  shown.clear();
 }
 
 function onEvent(ev) {
+  if (ev.id) {
+    if (shown.has(ev.id)) return; // never show an entry twice
+    shown.add(ev.id);
+  }
   switch (ev.type) {
     case "hello":
-      if (!ev.resumed) { $("messages").replaceChildren(); state.lastId = ""; }
+      maxText = ev.limits?.max_text || maxText;
+      presenceLive = false;
+      if (!ev.resumed) {
+        clearHistory();
+        replaying = true;
+      }
       break;
-    case "ready":
-      state.online = new Map((ev.online || []).map((n) => [n, 1]));
+    case "ready": {
+      online.clear();
+      for (const n of ev.online || []) online.set(n, 1);
       renderOnline();
-      if (!state.lastId) state.lastId = ev.cursor;
-      setStatus("live", true);
-      state.retry = 0;
-      $("text").disabled = false;
-      $("sendButton").disabled = false;
-      flushQueue();
+      if (replaying && ui.messages.querySelector(".msg.replay")) divider("now");
+      replaying = false;
+      resendUnacknowledged();
       break;
+    }
     case "message": {
-      state.lastId = ev.id;
-      const mine = ev.nonce && state.pending.get(ev.nonce);
-      if (mine) { mine.className = ""; state.pending.delete(ev.nonce); return; }
-      addLine("", ev.from, ev.text, ev.ts);
+      const p = ev.nonce && ev.from === me ? pending.get(ev.nonce) : null;
+      if (p) {
+        pending.delete(ev.nonce);
+        p.li.classList.remove("pending", "failed");
+        p.li.dataset.id = ev.id;
+        p.li.querySelector(".retry")?.remove();
+        return;
+      }
+      if (replaying && !ui.messages.querySelector(".msg.replay")) divider("earlier messages");
+      const li = messageItem(ev.from, ev.text, ev.ts, ev.replay);
+      li.dataset.id = ev.id;
+      append(li);
       break;
     }
     case "join":
-      state.lastId = ev.id;
-      state.online.set(ev.from, (state.online.get(ev.from) || 0) + 1);
-      renderOnline();
-      addLine("notice", "", ev.from + " joined", ev.ts);
+    case "leave":
+      if (presenceLive) {
+        const n = (online.get(ev.from) || 0) + (ev.type === "join" ? 1 : -1);
+        if (n > 0) online.set(ev.from, n); else online.delete(ev.from);
+        renderOnline();
+      } else if (ev.type === "join" && ev.from === me && conn?.live) {
+        presenceLive = true; // ready.online already counts us and everyone before us
+      }
+      if (!ev.replay && conn?.live) notice(`${ev.from} ${ev.type === "join" ? "joined" : "left"}`);
       break;
-    case "leave": {
-      state.lastId = ev.id;
-      const n = (state.online.get(ev.from) || 1) - 1;
-      if (n > 0) state.online.set(ev.from, n); else state.online.delete(ev.from);
-      renderOnline();
-      addLine("notice", "", ev.from + " left", ev.ts);
+    case "ack": {
+      const p = pending.get(ev.nonce);
+      if (p) p.acked = true;
       break;
     }
-    case "ack":
-      break;
     case "error": {
-      const li = ev.nonce && state.pending.get(ev.nonce);
-      if (li) { li.className = "failed"; state.pending.delete(ev.nonce); }
-      addLine("notice", "", "error: " + ev.message);
+      const p = ev.nonce ? pending.get(ev.nonce) : null;
+      if (p) fail(ev.nonce, p, ev.message);
+      else notice(`⚠ ${ev.message}`);
       break;
     }
   }
 }
 
-function connect() {
-  clearTimeout(state.timer);
-  const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  const q = new URLSearchParams({ room: state.room, name: state.name });
-  if (state.lastId) q.set("since", state.lastId);
-  setStatus(state.retry ? "reconnecting" : "connecting", false);
-  const ws = new WebSocket(`${proto}//${location.host}/ws?${q}`);
-  state.ws = ws;
-  ws.onmessage = (m) => { try { onEvent(JSON.parse(m.data)); } catch (e) { console.error(e); } };
-  ws.onclose = (e) => {
-    if (state.ws !== ws) return;
-    $("sendButton").disabled = true;
-    if (e.code === 1008) { setStatus("offline: " + (e.reason || "refused"), false); return; }
-    // Exponential backoff with jitter, capped at 30 s.
-    const delay = Math.min(30000, 500 * 2 ** state.retry) * (0.5 + Math.random() / 2);
-    state.retry++;
-    setStatus(`reconnecting in ${Math.ceil(delay / 1000)}s`, false);
-    state.timer = setTimeout(connect, delay);
-  };
-}
-
-function flushQueue() {
-  while (state.queue.length && state.ws && state.ws.readyState === WebSocket.OPEN) {
-    state.ws.send(JSON.stringify(state.queue.shift()));
+function fail(nonce, p, why) {
+  p.li.classList.remove("pending");
+  p.li.classList.add("failed");
+  p.li.title = why;
+  if (!p.li.querySelector(".retry")) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "retry";
+    b.textContent = "Retry";
+    b.setAttribute("aria-label", `Retry sending: ${p.text.slice(0, 40)}`);
+    b.addEventListener("click", () => {
+      b.remove();
+      p.li.classList.remove("failed");
+      p.li.classList.add("pending");
+      conn.send(p.text, nonce);
+    });
+    p.li.querySelector(".meta").append(b);
   }
 }
 
-function send(text) {
+// Messages sent on a connection that dropped before they were acknowledged
+// are sent again (same nonce) unless the resumed stream already showed them.
+function resendUnacknowledged() {
+  for (const [nonce, p] of pending) {
+    if (p.acked || !p.li.classList.contains("pending") || p.sentOn === conn.ws) continue;
+    const queued = p.sentOn === null; // still in the outbox, which is flushed now
+    p.sentOn = conn.ws;
+    if (!queued) conn.send(p.text, nonce);
+  }
+}
+
+// ---------- actions ----------
+
+function sendText(text) {
   const nonce = crypto.randomUUID();
-  const li = addLine("pending", state.name, text, new Date().toISOString());
-  state.pending.set(nonce, li);
-  state.queue.push({ type: "message", text, nonce });
-  flushQueue();
+  const li = messageItem(me, text, null, false);
+  li.classList.add("pending");
+  li.dataset.nonce = nonce;
+  ui.messages.append(li); // your own message always scrolls into view
+  ui.messages.scrollTop = ui.messages.scrollHeight;
+  pending.set(nonce, { li, text, acked: false, sentOn: conn.live ? conn.ws : null });
+  conn.send(text, nonce);
+}
+
+function rememberRoom(room) {
+  let rooms = JSON.parse(localStorage.getItem("recentRooms") || "[]").filter((r) => r !== room);
+  rooms.unshift(room);
+  rooms = rooms.slice(0, RECENT_MAX);
+  localStorage.setItem("recentRooms", JSON.stringify(rooms));
+  renderRecent(room);
+}
+
+function renderRecent(current) {
+  const rooms = JSON.parse(localStorage.getItem("recentRooms") || "[]");
+  ui.recent.replaceChildren();
+  for (const r of rooms) {
+    if (!/^[a-z0-9][a-z0-9_-]{0,63}$/.test(r)) continue;
+    const a = document.createElement("a");
+    a.href = `#/r/${r}`;
+    a.textContent = `#${r}`;
+    if (r === current) a.setAttribute("aria-current", "page");
+    ui.recent.append(a);
+  }
+}
+
+function join(room) {
+  me = ui.name.value.trim();
+  if (!me) { ui.name.focus(); return; }
+  localStorage.setItem("username", me);
+  document.cookie = `username=${encodeURIComponent(me)}; path=/; max-age=31536000; SameSite=Strict`;
+  if (conn) conn.stop();
+  ui.messages.replaceChildren();
+  pending.clear();
+  shown.clear();
+  online.clear();
+  renderOnline();
+  unseen = 0;
+  ui.jump.hidden = true;
+  ui.roomTitle.textContent = `#${room}`;
+  document.title = `#${room} · streamchat`;
+  rememberRoom(room);
+  conn = new RoomConnection({ room, name: me, onEvent, onStatus: setStatus });
+  conn.start();
+  ui.text.focus();
+}
+
+function roomFromHash() {
+  const m = location.hash.match(/^#\/r\/([a-z0-9][a-z0-9_-]{0,63})$/);
+  return m ? m[1] : "";
 }
 
 $("join").addEventListener("submit", (e) => {
   e.preventDefault();
-  state.name = $("name").value.trim();
-  state.room = $("room").value.trim() || "lobby";
-  localStorage.setItem("username", state.name);
-  document.cookie = "username=" + encodeURIComponent(state.name) + "; path=/; SameSite=Strict";
-  location.hash = "#/r/" + state.room;
-  state.lastId = "";
-  state.retry = 0;
-  if (state.ws) { const old = state.ws; state.ws = null; old.close(1000); }
-  $("messages").replaceChildren();
-  connect();
+  const room = ui.room.value.trim() || "lobby";
+  if (roomFromHash() === room && conn && conn.room === room && conn.name === ui.name.value.trim()) return;
+  if (roomFromHash() !== room) location.hash = `#/r/${room}`; // hashchange joins
+  else join(room);
+});
+
+window.addEventListener("hashchange", () => {
+  const room = roomFromHash();
+  if (!room) return;
+  ui.room.value = room;
+  if (ui.name.value.trim()) join(room);
 });
 
 $("send").addEventListener("submit", (e) => {
   e.preventDefault();
-  const text = $("text").value.trim();
-  if (!text) return;
-  $("text").value = "";
-  send(text);
+  const text = ui.text.value.trim();
+  if (!text || [...text].length > maxText || !conn) return;
+  ui.text.value = "";
+  autosize();
+  updateCounter();
+  sendText(text);
 });
 
-$("text").addEventListener("keydown", (e) => {
-  if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("send").requestSubmit(); }
+ui.text.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    $("send").requestSubmit();
+  }
 });
 
-$("name").value = localStorage.getItem("username") || "";
-const m = location.hash.match(/^#\/r\/([a-z0-9][a-z0-9_-]{0,63})$/);
-if (m) $("room").value = m[1];
+function autosize() {
+  ui.text.style.height = "auto";
+  ui.text.style.height = `${Math.min(ui.text.scrollHeight, 160)}px`;
+}
+ui.text.addEventListener("input", () => { autosize(); updateCounter(); });
+
+ui.messages.addEventListener("scroll", () => {
+  if (atBottom()) { unseen = 0; ui.jump.hidden = true; }
+});
+ui.jump.addEventListener("click", () => {
+  ui.messages.scrollTop = ui.messages.scrollHeight;
+  unseen = 0;
+  ui.jump.hidden = true;
+  ui.text.focus();
+});
+
+// ---------- start ----------
+
+ui.name.value = localStorage.getItem("username") || "";
+const initial = roomFromHash();
+if (initial) ui.room.value = initial;
+renderRecent(initial);
+if (initial && ui.name.value) join(initial);
+else (ui.name.value ? ui.room : ui.name).focus();

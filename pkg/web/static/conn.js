@@ -1,0 +1,102 @@
+// One room connection: reconnects with exponential backoff and jitter, and
+// resumes with `since` = the id of the last stream event delivered, so the
+// page sees every entry once across drops, restarts and deploys.
+
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_CAP_MS = 30000;
+
+export class RoomConnection {
+  // onEvent(ev) gets every server frame; onStatus(state, detail) gets
+  // "connecting" | "live" | "reconnecting" (detail: seconds left) | "offline" (detail: why).
+  constructor({ room, name, onEvent, onStatus }) {
+    this.room = room;
+    this.name = name;
+    this.onEvent = onEvent;
+    this.onStatus = onStatus;
+    this.lastId = "";
+    this.attempt = 0;
+    this.ws = null;
+    this.live = false;
+    this.stopped = false;
+    this.outbox = []; // frames waiting for a live connection
+    this.timer = 0;
+    this.countdown = 0;
+  }
+
+  start() {
+    this.stopped = false;
+    this.open();
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearInterval(this.countdown);
+    if (this.ws) {
+      const ws = this.ws;
+      this.ws = null;
+      ws.close(1000);
+    }
+    this.live = false;
+  }
+
+  // send queues the message until the connection is live.
+  send(text, nonce) {
+    this.outbox.push({ type: "message", text, nonce });
+    this.flush();
+  }
+
+  flush() {
+    while (this.live && this.outbox.length && this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(JSON.stringify(this.outbox.shift()));
+    }
+  }
+
+  open() {
+    clearInterval(this.countdown);
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    const q = new URLSearchParams({ room: this.room, name: this.name });
+    if (this.lastId) q.set("since", this.lastId);
+    this.onStatus(this.attempt ? "reconnecting" : "connecting", 0);
+    const ws = new WebSocket(`${proto}//${location.host}/ws?${q}`);
+    this.ws = ws;
+    ws.onmessage = (m) => {
+      if (this.ws !== ws) return;
+      let ev;
+      try { ev = JSON.parse(m.data); } catch { return; }
+      if (ev.id) this.lastId = ev.id;
+      if (ev.type === "ready") {
+        if (!this.lastId) this.lastId = ev.cursor;
+        this.live = true;
+        this.attempt = 0;
+        this.onStatus("live", 0);
+      }
+      this.onEvent(ev);
+      if (ev.type === "ready") this.flush();
+    };
+    ws.onclose = (e) => {
+      if (this.ws !== ws || this.stopped) return;
+      this.ws = null;
+      this.live = false;
+      if (e.code === 1008) { // refused: reconnecting would be refused again
+        this.onStatus("offline", e.reason || "refused");
+        return;
+      }
+      this.retry(e.code === 1001);
+    };
+  }
+
+  // retry waits with exponential backoff and full jitter. A server going
+  // away (1001) is retried almost at once, spread over half a second.
+  retry(goingAway) {
+    const cap = goingAway && this.attempt === 0 ? BACKOFF_BASE_MS
+      : Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** this.attempt);
+    const delay = cap / 2 + Math.random() * cap / 2;
+    this.attempt++;
+    const due = Date.now() + delay;
+    const tick = () => this.onStatus("reconnecting", Math.max(0, Math.ceil((due - Date.now()) / 1000)));
+    tick();
+    this.countdown = setInterval(tick, 1000);
+    this.timer = setTimeout(() => this.open(), delay);
+  }
+}
