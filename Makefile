@@ -1,7 +1,7 @@
 # streamchat developer targets. `make test` is what CI runs.
 GO ?= go
 
-.PHONY: test fmt-check vet unit fuzz run bench-micro
+.PHONY: test fmt-check vet unit fuzz run bench-micro screenshot
 
 test: fmt-check vet unit fuzz
 
@@ -27,3 +27,7 @@ run:
 
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
+
+# docs/screenshot.png comes from the browser test's own screenshot code.
+screenshot:
+	@dir=$$(mktemp -d) && CHAT_TEST_ARTIFACTS=$$dir $(GO) test -count=1 -run '^TestBrowser$$' ./cmd/gateway && cp $$dir/b.png docs/screenshot.png && rm -rf $$dir

@@ -35,6 +35,7 @@ func unlimited(c *config.Config) { c.Rate, c.Burst = 1000, 1000 }
 type replica struct {
 	t      *testing.T
 	id     string
+	cfg    config.Config
 	addr   string
 	cancel context.CancelFunc
 	done   chan error
@@ -81,7 +82,7 @@ func testConfig(redisURL, id, mode string) config.Config {
 func startReplica(t *testing.T, cfg config.Config) *replica {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &replica{t: t, id: cfg.ReplicaID, cancel: cancel, done: make(chan error, 1), logs: &logWriter{addrc: make(chan string, 1)}}
+	r := &replica{t: t, id: cfg.ReplicaID, cfg: cfg, cancel: cancel, done: make(chan error, 1), logs: &logWriter{addrc: make(chan string, 1)}}
 	go func() { r.done <- run(ctx, cfg, r.logs) }()
 	select {
 	case r.addr = <-r.logs.addrc:

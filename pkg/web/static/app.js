@@ -1,6 +1,6 @@
 // streamchat browser client. Text from the network only ever reaches the
 // page through textContent or as a checked link href, never as HTML.
-import { RoomConnection } from "./conn.js";
+import { RoomConnection, isEntry } from "./conn.js";
 
 const $ = (id) => document.getElementById(id);
 const GROUP_GAP_MS = 5 * 60 * 1000;
@@ -163,7 +163,7 @@ function clearHistory() {
 }
 
 function onEvent(ev) {
-  if (ev.id) {
+  if (isEntry(ev)) {
     if (shown.has(ev.id)) return; // never show an entry twice
     shown.add(ev.id);
   }

@@ -64,7 +64,7 @@ export class RoomConnection {
       if (this.ws !== ws) return;
       let ev;
       try { ev = JSON.parse(m.data); } catch { return; }
-      if (ev.id) this.lastId = ev.id;
+      if (isEntry(ev)) this.lastId = ev.id;
       if (ev.type === "ready") {
         if (!this.lastId) this.lastId = ev.cursor;
         this.live = true;
@@ -99,4 +99,10 @@ export class RoomConnection {
     this.countdown = setInterval(tick, 1000);
     this.timer = setTimeout(() => this.open(), delay);
   }
+}
+
+// isEntry reports whether a frame is a stream entry. An ack carries the id
+// of the stored message too, but the entry itself has not been delivered yet.
+export function isEntry(ev) {
+  return Boolean(ev.id) && ev.type !== "ack";
 }

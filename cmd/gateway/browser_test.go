@@ -1,0 +1,362 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/streamchat/streamchat/pkg/config"
+)
+
+// EnvArtifacts names the directory the browser test writes its screenshots
+// to (default: a temporary directory).
+const EnvArtifacts = "CHAT_TEST_ARTIFACTS"
+
+const chromiumHint = "Chromium is required by the browser tests: install it with `apt-get install -y chromium` (Debian/Ubuntu), or set CHAT_TEST_CHROMIUM to a Chrome or Chromium binary"
+
+func findChromium(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("CHAT_TEST_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatal(chromiumHint)
+	return ""
+}
+
+// tab is one browser page, with everything it reported that a test must
+// not ignore: JavaScript dialogs and uncaught exceptions.
+type tab struct {
+	t      *testing.T
+	name   string
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu         sync.Mutex
+	dialogs    []string
+	exceptions []string
+	frames     []string // websocket traffic, for failure reports
+}
+
+func newTab(t *testing.T, browser context.Context, name string) *tab {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(browser)
+	tb := &tab{t: t, name: name, ctx: ctx, cancel: cancel}
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("open tab %s: %v", name, err)
+	}
+	if err := chromedp.Listen(ctx, func(ev any) {
+		tb.mu.Lock()
+		defer tb.mu.Unlock()
+		switch ev := ev.(type) {
+		case *page.EventJavascriptDialogOpening:
+			tb.dialogs = append(tb.dialogs, ev.Message)
+			go func() { // a dialog blocks the page until it is answered
+				_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false})
+			}()
+		case *network.EventWebSocketFrameReceived:
+			tb.frames = append(tb.frames, "← "+string(ev.Response.PayloadData))
+		case *network.EventWebSocketFrameSent:
+			tb.frames = append(tb.frames, "→ "+string(ev.Response.PayloadData))
+		case *runtime.EventExceptionThrown:
+			d := ev.ExceptionDetails
+			desc := d.Text
+			if d.Exception != nil {
+				desc += " " + d.Exception.Description
+			}
+			tb.exceptions = append(tb.exceptions, fmt.Sprintf("%s at %s:%d:%d", desc, d.URL, d.LineNumber+1, d.ColumnNumber+1))
+		}
+	}); err != nil {
+		t.Fatalf("listen on tab %s: %v", name, err)
+	}
+	t.Cleanup(tb.close)
+	return tb
+}
+
+func (tb *tab) close() { tb.cancel() }
+
+// check fails the test on any dialog or uncaught exception so far.
+func (tb *tab) check() {
+	tb.t.Helper()
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	if len(tb.dialogs) > 0 {
+		tb.t.Fatalf("tab %s opened JavaScript dialogs: %q", tb.name, tb.dialogs)
+	}
+	if len(tb.exceptions) > 0 {
+		tb.t.Fatalf("tab %s threw: %q", tb.name, tb.exceptions)
+	}
+}
+
+func (tb *tab) do(steps ...chromedp.Action[chromedp.Void]) {
+	tb.t.Helper()
+	if err := chromedp.Do(tb.ctx, steps...); err != nil {
+		tb.t.Fatalf("tab %s: %v", tb.name, err)
+	}
+}
+
+// waitJS waits until the JavaScript expression is truthy on the page.
+func (tb *tab) waitJS(what, expr string) {
+	tb.t.Helper()
+	_, err := chromedp.Run(tb.ctx, chromedp.Poll[chromedp.Void](expr,
+		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(waitFor)))
+	if err != nil {
+		html, _ := chromedp.Run(tb.ctx, chromedp.Evaluate[string](`document.querySelector('#status').outerHTML + document.querySelector('#messages').outerHTML`))
+		tb.mu.Lock()
+		exceptions, frames := tb.exceptions, tb.frames
+		tb.mu.Unlock()
+		tb.t.Fatalf("tab %s: waiting for %s: %v\nexceptions: %q\nwebsocket:\n%s\npage:\n%s", tb.name, what, err, exceptions, strings.Join(frames, "\n"), html)
+	}
+}
+
+// texts returns the text of the message bodies on the page, in order.
+func (tb *tab) texts(selector string) []string {
+	tb.t.Helper()
+	out, err := chromedp.Run(tb.ctx, chromedp.Evaluate[[]string](
+		`[...document.querySelectorAll(`+jsString(selector)+`)].map(e => e.querySelector('.body').textContent)`))
+	if err != nil {
+		tb.t.Fatalf("tab %s: %v", tb.name, err)
+	}
+	return out
+}
+
+func (tb *tab) screenshot(path string) {
+	tb.t.Helper()
+	png, err := chromedp.Run(tb.ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		tb.t.Fatalf("tab %s: screenshot: %v", tb.name, err)
+	}
+	if len(png) < 1000 || !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) {
+		tb.t.Fatalf("tab %s: screenshot is not a PNG (%d bytes)", tb.name, len(png))
+	}
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		tb.t.Fatal(err)
+	}
+}
+
+// join opens the client on a replica and signs in to the room.
+func (tb *tab) join(r *replica, room, name string) {
+	tb.t.Helper()
+	tb.do(
+		chromedp.Navigate(fmt.Sprintf("http://%s/#/r/%s", r.addr, room)),
+		chromedp.WaitVisible("#name"),
+		chromedp.SetValue("#name", name),
+		chromedp.Click("#join-button"),
+	)
+	tb.waitLive()
+}
+
+func (tb *tab) waitLive() {
+	tb.t.Helper()
+	tb.waitJS("live", `document.querySelector('#status').dataset.state === 'live'`)
+}
+
+// send types text and presses Enter.
+func (tb *tab) send(text string) {
+	tb.t.Helper()
+	tb.do(chromedp.SendKeys("#text", text), pressEnter())
+}
+
+// pressEnter sends Enter the way a keyboard does: one keyDown that carries
+// the text "\r", which the page may cancel, then keyUp. (SendKeys adds a
+// separate char event that would type a newline even after the page
+// handled the key.)
+func pressEnter() chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		key := input.DispatchKeyEventParams{Key: "Enter", Code: "Enter", WindowsVirtualKeyCode: 13, NativeVirtualKeyCode: 13}
+		down := key
+		down.Type, down.Text, down.UnmodifiedText = input.DispatchKeyEventTypeKeyDown, "\r", "\r"
+		if _, err := chromedp.Call(ctx, input.DispatchKeyEvent, down); err != nil {
+			return err
+		}
+		up := key
+		up.Type = input.DispatchKeyEventTypeKeyUp
+		_, err := chromedp.Call(ctx, input.DispatchKeyEvent, up)
+		return err
+	})
+}
+
+// hasMessage is a JavaScript test for a message body with exactly this text.
+func hasMessage(text string) string {
+	return `[...document.querySelectorAll('#messages .msg .body')].some(b => b.textContent === ` + jsString(text) + `)`
+}
+
+// delivered is a JavaScript test for one's own message that the server stored.
+func delivered(text string) string {
+	return `[...document.querySelectorAll('#messages .msg.mine')].some(li => li.dataset.id && !li.classList.contains('pending') && li.querySelector('.body').textContent === ` + jsString(text) + `)`
+}
+
+func jsString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r < 0x20 || r == '<' || r == '>':
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// TestBrowser drives the embedded client in real headless Chromium against
+// two real replicas on one real Redis.
+func TestBrowser(t *testing.T) {
+	bin := findChromium(t)
+	artifacts := os.Getenv(EnvArtifacts)
+	if artifacts == "" {
+		artifacts = t.TempDir()
+	} else if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	cl := startCluster(t, 2, config.TailShared, unlimited)
+	r1, r2 := cl.replicas[0], cl.replicas[1]
+	room := uniqueRoom("web")
+
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(bin),
+		chromedp.Headless,
+		chromedp.NoSandbox, // runs as root in CI containers
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		// The machine has no network beyond loopback: keep Chromium from
+		// trying to reach its own services.
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1100, 720),
+	)
+	defer cancelAlloc()
+	browser, cancelBrowser := chromedp.NewContext(allocCtx)
+	defer cancelBrowser()
+	if err := chromedp.Do(browser, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("start %s: %v (%s)", bin, err, chromiumHint)
+	}
+
+	a := newTab(t, browser, "A")
+	b := newTab(t, browser, "B")
+	a.join(r1, room, "alice")
+	b.join(r2, room, "bob")
+
+	parent := t
+	// step runs one stage as a subtest; the tabs report to it.
+	step := func(name string, f func(t *testing.T)) {
+		parent.Run(name, func(t *testing.T) {
+			a.t, b.t = t, t
+			defer func() { a.t, b.t = parent, parent }()
+			f(t)
+		})
+		if parent.Failed() {
+			parent.FailNow() // later stages build on this one
+		}
+	}
+
+	step("message reaches the other replica and is delivered", func(t *testing.T) {
+		a.send("hello from A")
+		b.waitJS("A's message on B", hasMessage("hello from A"))
+		a.waitJS("A's message delivered", delivered("hello from A"))
+		a.screenshot(filepath.Join(artifacts, "a.png"))
+		b.screenshot(filepath.Join(artifacts, "b.png"))
+	})
+
+	step("reload shows history in order", func(t *testing.T) {
+		a.send("second")
+		a.send("third")
+		b.waitJS("third on B", hasMessage("third"))
+		b.do(chromedp.Reload())
+		b.waitLive()
+		if got := b.texts("#messages .msg.replay"); fmt.Sprint(got) != "[hello from A second third]" {
+			t.Fatalf("history after reload = %q", got)
+		}
+		b.waitJS("history separated from live", `document.querySelector('#messages .divider') !== null`)
+	})
+
+	step("replica restart loses nothing", func(t *testing.T) {
+		r2.stop()
+		b.waitJS("reconnecting", `document.querySelector('#status').dataset.state === 'reconnecting'`)
+		var want []string
+		for i := 1; i <= 5; i++ {
+			text := fmt.Sprint("while B was away #", i)
+			want = append(want, text)
+			a.send(text)
+			a.waitJS("delivered on A", delivered(text))
+		}
+		restartReplica(parent, r2) // on the same address, as a supervisor would; lives on after this stage
+		b.waitLive()
+		b.waitJS("last message on B", hasMessage(want[4]))
+		var got []string
+		for _, text := range b.texts("#messages .msg") {
+			if strings.HasPrefix(text, "while B was away") {
+				got = append(got, text)
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("after the restart B shows %q, want each of %q once, in order", got, want)
+		}
+	})
+
+	step("markup is shown as text", func(t *testing.T) {
+		img, script := `<img src=x onerror=alert(1)>`, `<script>alert(2)</script>`
+		a.send(img)
+		a.send(script)
+		a.waitJS("img text delivered on A", delivered(img))
+		a.waitJS("script text delivered on A", delivered(script))
+		b.waitJS("img text on B", hasMessage(img))
+		b.waitJS("script text on B", hasMessage(script))
+		n, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll('#messages img, #messages script').length`))
+		if err != nil || n != 0 {
+			t.Fatalf("elements created from message text: %d (%v)", n, err)
+		}
+		// http(s) URLs become safe links; nothing else does.
+		a.send("docs at https://example.com/a?b=1, not javascript:alert(3)")
+		b.waitJS("link on B", `[...document.querySelectorAll('#messages a')].some(l => l.href === 'https://example.com/a?b=1' && l.rel === 'noopener noreferrer')`)
+		links, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`[...document.querySelectorAll('#messages a')].filter(l => !/^https?:/.test(l.href)).length`))
+		if err != nil || links != 0 {
+			t.Fatalf("non-http links: %d (%v)", links, err)
+		}
+		time.Sleep(200 * time.Millisecond) // give a would-be onerror handler its chance to fire
+		a.check()
+		b.check()
+	})
+
+	step("presence follows the other page", func(t *testing.T) {
+		b.waitJS("alice online on B", `document.querySelector('#online li[data-name="alice"]') !== null`)
+		a.close()
+		b.waitJS("alice gone on B", `document.querySelector('#online li[data-name="alice"]') === null`)
+		b.check()
+	})
+}
+
+// restartReplica starts a stopped replica again on the same address.
+func restartReplica(t *testing.T, r *replica) *replica {
+	t.Helper()
+	cfg := r.cfg
+	cfg.Addr = r.addr
+	return startReplica(t, cfg)
+}
