@@ -307,8 +307,11 @@ func TestBrowser(t *testing.T) {
 			a.send(text)
 			a.waitJS("delivered on A", delivered(text))
 		}
-		restartReplica(parent, r2) // on the same address, as a supervisor would; lives on after this stage
+		b.send("typed while offline") // queued until the connection is back
+		restartReplica(parent, r2)    // on the same address, as a supervisor would; lives on after this stage
 		b.waitLive()
+		b.waitJS("queued message delivered on B", delivered("typed while offline"))
+		a.waitJS("queued message on A", hasMessage("typed while offline"))
 		b.waitJS("last message on B", hasMessage(want[4]))
 		var got []string
 		for _, text := range b.texts("#messages .msg") {
