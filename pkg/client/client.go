@@ -1,16 +1,29 @@
 // Package client is a Go client of the streamchat websocket protocol.
+//
+// A Conn delivers every server frame in order. With Options.Reconnect it
+// survives drops, replica restarts and deploys: it reconnects with
+// exponential backoff and jitter and resumes with since = the last entry it
+// delivered, dropping anything at or before it, so the caller sees each
+// stream entry at most once and, while the stream still holds them, exactly
+// once.
 package client
 
 import (
 	"context"
-	"crypto/rand"
+	crand "crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"sync"
+	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/streamchat/streamchat/pkg/chat"
 )
 
 // Event is any server frame. Which fields are set depends on Type: see
@@ -50,8 +63,9 @@ type Limits struct {
 	Burst    int     `json:"burst"`
 }
 
-// IsEntry reports whether the event is a stream entry (it has an ID).
-func (e Event) IsEntry() bool { return e.ID != "" }
+// IsEntry reports whether the event is a stream entry. An ack carries the
+// stored message's id too, but it is not the entry.
+func (e Event) IsEntry() bool { return e.ID != "" && e.Type != "ack" }
 
 // ServerError is an error event the server sent in reply to a Send.
 type ServerError struct {
@@ -61,29 +75,58 @@ type ServerError struct {
 
 func (e *ServerError) Error() string { return "server: " + e.Code + ": " + e.Message }
 
+// ErrDisconnected is returned by Send when the connection dropped before the
+// server acknowledged the message; it may or may not have been stored (the
+// stream will tell).
+var ErrDisconnected = errors.New("disconnected before the ack")
+
+// ErrClosed is returned by Send after Close.
+var ErrClosed = errors.New("connection closed")
+
 // Options tune Dial. The zero value is usable.
 type Options struct {
-	// Header is sent with the handshake (Origin, Cookie, ...).
+	// Header is sent with every handshake (Origin, Cookie, ...).
 	Header http.Header
+	// HTTPClient makes the handshakes, for example one bound to a source
+	// address. Default: http.DefaultClient.
+	HTTPClient *http.Client
+	// OnEvent, when set, receives every frame on the reader goroutine
+	// instead of the Events channel. It must not block for long: while it
+	// runs nothing is read, and the server sees a slow client.
+	OnEvent func(Event)
 	// Buffer is the capacity of the Events channel. Default 1024. When it
 	// is full the client stops reading, and the server sees a slow client.
 	Buffer int
+	// Reconnect makes the connection reconnect after any loss except a
+	// refused handshake (close 1008) or Close, resuming with since.
+	Reconnect bool
+	// MinBackoff and MaxBackoff bound the delay between reconnect attempts,
+	// which doubles from MinBackoff with full jitter. Defaults 250ms, 30s.
+	MinBackoff, MaxBackoff time.Duration
 }
 
-// Conn is one websocket connection to a gateway.
+// Conn is a connection to a gateway's room.
 type Conn struct {
-	ws     *websocket.Conn
+	base   *url.URL
+	opts   Options
 	events chan Event
 	done   chan struct{}
+	stop   chan struct{} // closed by Close
 
 	mu      sync.Mutex
+	ws      *websocket.Conn // nil while reconnecting
+	ready   chan struct{}   // closed once the current connection is ready
 	pending map[string]chan Event
+	last    chat.ID // newest entry delivered
+	hasLast bool
 	err     error
+	closed  bool
 }
 
-// Dial connects to a gateway's /ws URL (with its room, name and since
-// query parameters) and starts reading events.
-func Dial(ctx context.Context, url string, opts *Options) (*Conn, *http.Response, error) {
+// Dial connects to a gateway's /ws URL (with its room, name and, to resume,
+// since query parameters) and starts reading. The first handshake happens
+// before Dial returns; its HTTP response is returned for inspection.
+func Dial(ctx context.Context, rawURL string, opts *Options) (*Conn, *http.Response, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
@@ -91,26 +134,64 @@ func Dial(ctx context.Context, url string, opts *Options) (*Conn, *http.Response
 	if o.Buffer <= 0 {
 		o.Buffer = 1024
 	}
-	ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: o.Header})
-	if err != nil {
-		return nil, resp, fmt.Errorf("dial %s: %w", url, err)
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 250 * time.Millisecond
 	}
-	ws.SetReadLimit(1 << 20)
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 30 * time.Second
+	}
+	base, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dial: %w", err)
+	}
 	c := &Conn{
-		ws:      ws,
-		events:  make(chan Event, o.Buffer),
+		base:    base,
+		opts:    o,
 		done:    make(chan struct{}),
+		stop:    make(chan struct{}),
+		ready:   make(chan struct{}),
 		pending: make(map[string]chan Event),
 	}
-	go c.readLoop()
+	if since := base.Query().Get("since"); since != "" {
+		if id, err := chat.ParseID(since); err == nil {
+			c.last, c.hasLast = id, true
+		}
+	}
+	if o.OnEvent == nil {
+		c.events = make(chan Event, o.Buffer)
+	}
+	ws, resp, err := c.dial(ctx)
+	if err != nil {
+		return nil, resp, err
+	}
+	c.ws = ws
+	go c.run(ws)
 	return c, resp, nil
 }
 
-// Events delivers every server frame in order, acks and errors included.
-// It is closed when the connection ends; Err then tells why.
+func (c *Conn) dial(ctx context.Context) (*websocket.Conn, *http.Response, error) {
+	u := *c.base
+	c.mu.Lock()
+	if c.hasLast {
+		q := u.Query()
+		q.Set("since", c.last.String())
+		u.RawQuery = q.Encode()
+	}
+	c.mu.Unlock()
+	ws, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPHeader: c.opts.Header, HTTPClient: c.opts.HTTPClient})
+	if err != nil {
+		return nil, resp, fmt.Errorf("dial %s: %w", u.Redacted(), err)
+	}
+	ws.SetReadLimit(1 << 20)
+	return ws, resp, nil
+}
+
+// Events delivers every server frame in order, acks and errors included,
+// unless Options.OnEvent is set. It is closed when the connection ends for
+// good; Err then tells why.
 func (c *Conn) Events() <-chan Event { return c.events }
 
-// Done is closed when the connection has ended.
+// Done is closed when the connection has ended for good.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
 // Err is why the connection ended (nil while it is open). Use
@@ -121,93 +202,272 @@ func (c *Conn) Err() error {
 	return c.err
 }
 
-func (c *Conn) readLoop() {
+// LastID is the id of the newest stream entry delivered (or the ready
+// cursor before any), the point a reconnect resumes from.
+func (c *Conn) LastID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.hasLast {
+		return ""
+	}
+	return c.last.String()
+}
+
+// run owns the reader and, with Reconnect, the reconnect loop.
+func (c *Conn) run(ws *websocket.Conn) {
 	defer close(c.done)
-	defer close(c.events)
+	if c.events != nil {
+		defer close(c.events)
+	}
+	attempt := 0
 	for {
-		_, data, err := c.ws.Read(context.Background())
-		if err != nil {
-			c.mu.Lock()
-			c.err = err
-			c.mu.Unlock()
+		err := c.readLoop(ws)
+		c.mu.Lock()
+		c.ws = nil
+		c.ready = make(chan struct{})
+		for nonce, ch := range c.pending {
+			ch <- Event{Type: "error", Code: "disconnected", Nonce: nonce}
+			delete(c.pending, nonce)
+		}
+		stopped := c.closed
+		c.mu.Unlock()
+		if stopped || !c.opts.Reconnect || websocket.CloseStatus(err) == websocket.StatusPolicyViolation {
+			c.finish(err)
 			return
 		}
-		var ev Event
-		if err := json.Unmarshal(data, &ev); err != nil {
-			c.mu.Lock()
-			c.err = fmt.Errorf("bad frame %q: %w", data, err)
-			c.mu.Unlock()
-			_ = c.ws.Close(websocket.StatusProtocolError, "bad frame")
-			return
-		}
-		if (ev.Type == "ack" || ev.Type == "error") && ev.Nonce != "" {
-			c.mu.Lock()
-			if ch, ok := c.pending[ev.Nonce]; ok {
-				ch <- ev
-				delete(c.pending, ev.Nonce)
+		for {
+			if !c.sleep(backoff(c.opts.MinBackoff, c.opts.MaxBackoff, attempt)) {
+				c.finish(err)
+				return
 			}
-			c.mu.Unlock()
+			attempt++
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			next, _, derr := c.dial(ctx)
+			cancel()
+			if derr == nil {
+				ws = next
+				break
+			}
 		}
-		c.events <- ev
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			_ = ws.CloseNow()
+			c.finish(ErrClosed)
+			return
+		}
+		c.ws = ws
+		c.mu.Unlock()
+		attempt = 0
 	}
 }
 
+func (c *Conn) finish(err error) {
+	c.mu.Lock()
+	c.err = err
+	c.closed = true
+	c.mu.Unlock()
+}
+
+// sleep waits d unless Close is called first.
+func (c *Conn) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.stop:
+		return false
+	}
+}
+
+// backoff is full jitter over an exponentially growing cap.
+func backoff(lo, hi time.Duration, attempt int) time.Duration {
+	d := lo << min(attempt, 20)
+	if d > hi || d <= 0 {
+		d = hi
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func (c *Conn) readLoop(ws *websocket.Conn) error {
+	for {
+		_, data, err := ws.Read(context.Background())
+		if err != nil {
+			return err
+		}
+		var ev Event
+		if err := json.Unmarshal(data, &ev); err != nil {
+			_ = ws.Close(websocket.StatusProtocolError, "bad frame")
+			return fmt.Errorf("bad frame %q: %w", data, err)
+		}
+		if !c.accept(ev) {
+			continue
+		}
+		if c.opts.OnEvent != nil {
+			c.opts.OnEvent(ev)
+		} else {
+			c.events <- ev
+		}
+	}
+}
+
+// accept updates the connection's state for ev and reports whether to
+// deliver it: entries at or before the last one delivered are dropped.
+func (c *Conn) accept(ev Event) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case ev.IsEntry():
+		id, err := chat.ParseID(ev.ID)
+		if err != nil {
+			return true
+		}
+		if c.hasLast && !c.last.Less(id) {
+			return false // already delivered before a reconnect
+		}
+		c.last, c.hasLast = id, true
+	case ev.Type == "ready":
+		if !c.hasLast {
+			if id, err := chat.ParseID(ev.Cursor); err == nil {
+				c.last, c.hasLast = id, true
+			}
+		}
+		close(c.ready)
+	case (ev.Type == "ack" || ev.Type == "error") && ev.Nonce != "":
+		if ch, ok := c.pending[ev.Nonce]; ok {
+			ch <- ev
+			delete(c.pending, ev.Nonce)
+		}
+	}
+	return true
+}
+
 // Send posts text and waits until the server has stored it, returning the
-// stream ID. A rejection is a *ServerError.
+// stream ID. A rejection is a *ServerError; a drop before the ack is
+// ErrDisconnected. While reconnecting, Send waits for the connection to be
+// ready again (or ctx).
 func (c *Conn) Send(ctx context.Context, text string) (string, error) {
 	nonce := newNonce()
+	frame, _ := json.Marshal(map[string]string{"type": "message", "text": text, "nonce": nonce})
 	ch := make(chan Event, 1)
-	c.mu.Lock()
-	c.pending[nonce] = ch
-	c.mu.Unlock()
-	defer func() {
+	var ws *websocket.Conn
+	for ws == nil {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return "", ErrClosed
+		}
+		ready := c.ready
+		if c.ws != nil && isClosed(ready) {
+			ws = c.ws
+			c.pending[nonce] = ch
+		}
+		c.mu.Unlock()
+		if ws != nil {
+			break
+		}
+		select {
+		case <-ready:
+		case <-c.done:
+			return "", ErrClosed
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	if err := ws.Write(ctx, websocket.MessageText, frame); err != nil {
 		c.mu.Lock()
 		delete(c.pending, nonce)
 		c.mu.Unlock()
-	}()
-	frame, _ := json.Marshal(map[string]string{"type": "message", "text": text, "nonce": nonce})
-	if err := c.ws.Write(ctx, websocket.MessageText, frame); err != nil {
 		return "", fmt.Errorf("send: %w", err)
 	}
 	select {
 	case ev := <-ch:
-		if ev.Type == "error" {
-			return "", &ServerError{Code: ev.Code, Message: ev.Message}
+		switch {
+		case ev.Type == "ack":
+			return ev.ID, nil
+		case ev.Code == "disconnected":
+			return "", ErrDisconnected
 		}
-		return ev.ID, nil
-	case <-c.done:
-		return "", fmt.Errorf("send: connection ended: %w", c.Err())
+		return "", &ServerError{Code: ev.Code, Message: ev.Message}
 	case <-ctx.Done():
+		c.mu.Lock()
+		delete(c.pending, nonce)
+		c.mu.Unlock()
 		return "", ctx.Err()
 	}
 }
 
-// SendRaw writes one frame as is.
+// SendRaw writes one frame as is on the current connection.
 func (c *Conn) SendRaw(ctx context.Context, typ websocket.MessageType, data []byte) error {
-	return c.ws.Write(ctx, typ, data)
+	c.mu.Lock()
+	ws := c.ws
+	c.mu.Unlock()
+	if ws == nil {
+		return ErrDisconnected
+	}
+	return ws.Write(ctx, typ, data)
 }
 
-// Close closes the connection normally (1000) and waits for the reader.
+// Close ends the connection normally (1000), stops reconnecting, and waits
+// for the reader to finish.
 func (c *Conn) Close() error {
-	select {
-	case <-c.done:
-		return nil // already ended; Err tells why
-	default:
+	ws, already := c.shut()
+	if already {
+		<-c.done
+		return nil
 	}
-	err := c.ws.Close(websocket.StatusNormalClosure, "")
+	var err error
+	if ws != nil {
+		err = ws.Close(websocket.StatusNormalClosure, "")
+	}
 	<-c.done
 	return err
 }
 
 // CloseNow drops the connection without a close handshake, as a network
-// failure would.
+// failure would, and does not reconnect.
 func (c *Conn) CloseNow() {
-	_ = c.ws.CloseNow()
+	ws, _ := c.shut()
+	if ws != nil {
+		_ = ws.CloseNow()
+	}
 	<-c.done
+}
+
+// Drop breaks the current connection without a close handshake, as a
+// network failure would; with Reconnect the connection then recovers.
+func (c *Conn) Drop() {
+	c.mu.Lock()
+	ws := c.ws
+	c.mu.Unlock()
+	if ws != nil {
+		_ = ws.CloseNow()
+	}
+}
+
+func (c *Conn) shut() (*websocket.Conn, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return c.ws, true
+	}
+	c.closed = true
+	close(c.stop)
+	return c.ws, false
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 func newNonce() string {
 	b := make([]byte, 8)
-	_, _ = rand.Read(b)
+	_, _ = crand.Read(b)
 	return hex.EncodeToString(b)
 }

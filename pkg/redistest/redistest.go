@@ -8,6 +8,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -26,9 +28,10 @@ const EnvURL = "CHAT_TEST_REDIS_URL"
 
 const installHint = "redis-server (7.0 or newer) is required by this test: install it with `apt-get install -y redis-server` (Debian/Ubuntu) or `brew install redis`, or point " + EnvURL + " at a running Redis"
 
-// Server is one redis-server owned by a test.
+// Server is one redis-server owned by a test (or by a TestMain, through
+// Launch).
 type Server struct {
-	t        testing.TB
+	t        testing.TB // nil when launched from TestMain
 	addr     string
 	dir      string
 	external bool
@@ -59,16 +62,58 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
+// Launch starts a redis-server for a whole test binary, from TestMain or an
+// example; call Close when done.
+func Launch() (*Server, error) {
+	if u := os.Getenv(EnvURL); u != "" {
+		opts, err := redis.ParseURL(u)
+		if err != nil {
+			return nil, fmt.Errorf("%s=%q: %w", EnvURL, u, err)
+		}
+		return &Server{addr: opts.Addr, external: true}, nil
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return nil, errors.New(installHint)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	dir, err := os.MkdirTemp("", "redistest")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir}
+	if err := s.launch(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close stops a server started by Launch and removes its directory.
+func (s *Server) Close() {
+	s.stop()
+	if s.t == nil && s.dir != "" {
+		os.RemoveAll(s.dir)
+	}
+}
+
 // Addr is host:port of the server.
 func (s *Server) Addr() string { return s.addr }
 
 // URL is the redis:// URL of the server.
 func (s *Server) URL() string { return "redis://" + s.addr }
 
-// Client returns a go-redis client for the server, closed when the test ends.
+// Client returns a go-redis client for the server, closed when the test
+// ends (the caller closes it for a launched server).
 func (s *Server) Client() *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: s.addr})
-	s.t.Cleanup(func() { _ = c.Close() })
+	if s.t != nil {
+		s.t.Cleanup(func() { _ = c.Close() })
+	}
 	return c
 }
 
@@ -92,6 +137,12 @@ func (s *Server) Restart() {
 
 func (s *Server) start() {
 	s.t.Helper()
+	if err := s.launch(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *Server) launch() error {
 	host, port, _ := net.SplitHostPort(s.addr)
 	cmd := exec.Command("redis-server",
 		"--bind", host, "--port", port,
@@ -103,12 +154,12 @@ func (s *Server) start() {
 	logPath := filepath.Join(s.dir, "redis.log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		s.t.Fatalf("redis log: %v", err)
+		return fmt.Errorf("redis log: %w", err)
 	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
-		s.t.Fatalf("start redis-server: %v", err)
+		return fmt.Errorf("start redis-server: %w", err)
 	}
 	s.cmd = cmd
 	s.exited = make(chan struct{})
@@ -126,17 +177,18 @@ func (s *Server) start() {
 		err := c.Ping(ctx).Err()
 		cancel()
 		if err == nil {
-			return
+			return nil
 		}
 		select {
 		case <-s.exited:
 			log, _ := os.ReadFile(logPath)
-			s.t.Fatalf("redis-server exited at start: %s", log)
+			s.cmd = nil
+			return fmt.Errorf("redis-server exited at start: %s", log)
 		default:
 		}
 		if time.Now().After(deadline) {
 			s.stop()
-			s.t.Fatalf("redis-server on %s did not answer PING within 10s: %v", s.addr, err)
+			return fmt.Errorf("redis-server on %s did not answer PING within 10s: %w", s.addr, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
