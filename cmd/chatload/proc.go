@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// proc is a process whose CPU time and memory a run reports, by name
+// ("gateway", "redis").
+type proc struct {
+	Name string
+	PID  int
+}
+
+// parseProcs reads "name=pid,name=pid" (a bare pid is named "pid").
+func parseProcs(s string) ([]proc, error) {
+	var out []proc
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, pidText, ok := strings.Cut(part, "=")
+		if !ok {
+			name, pidText = "pid", part
+		}
+		pid, err := strconv.Atoi(pidText)
+		if err != nil {
+			return nil, fmt.Errorf("-pids %q: %w", part, err)
+		}
+		out = append(out, proc{Name: name, PID: pid})
+	}
+	return out, nil
+}
+
+type procSample struct {
+	proc
+	cpuTicks int64 // user + system
+	rssKiB   int64
+}
+
+// procUsage is one process's share of a measured window.
+type procUsage struct {
+	Name       string  `json:"name"`
+	PID        int     `json:"pid"`
+	CPUSeconds float64 `json:"cpu_seconds"`
+	RSSKiB     int64   `json:"rss_kib"`
+}
+
+// clockTicks is USER_HZ, 100 on every Linux this runs on.
+const clockTicks = 100
+
+func sample(p proc) (procSample, error) {
+	s := procSample{proc: p}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID))
+	if err != nil {
+		return s, err
+	}
+	// Fields after the parenthesised command name; utime and stime are the
+	// 14th and 15th fields of the whole line.
+	text := string(stat)
+	rest := strings.Fields(text[strings.LastIndexByte(text, ')')+1:])
+	if len(rest) < 13 {
+		return s, fmt.Errorf("/proc/%d/stat: short", p.PID)
+	}
+	ut, _ := strconv.ParseInt(rest[11], 10, 64)
+	st, _ := strconv.ParseInt(rest[12], 10, 64)
+	s.cpuTicks = ut + st
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.PID))
+	if err != nil {
+		return s, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			s.rssKiB, _ = strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+		}
+	}
+	return s, nil
+}
+
+func sampleAll(procs []proc) []procSample {
+	out := make([]procSample, 0, len(procs))
+	for _, p := range procs {
+		if s, err := sample(p); err == nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func usage(before, after []procSample) []procUsage {
+	var out []procUsage
+	for _, a := range after {
+		for _, b := range before {
+			if a.PID == b.PID {
+				out = append(out, procUsage{Name: a.Name, PID: a.PID, CPUSeconds: float64(a.cpuTicks-b.cpuTicks) / clockTicks, RSSKiB: a.rssKiB})
+			}
+		}
+	}
+	return out
+}
+
+// rssOf sums resident memory by process name.
+func rssOf(samples []procSample) map[string]int64 {
+	out := map[string]int64{}
+	for _, s := range samples {
+		out[s.Name] += s.rssKiB
+	}
+	return out
+}
