@@ -99,10 +99,11 @@ type Server struct {
 }
 
 // New returns a Server. web serves everything that is not an API path.
+// Drain ends it, including its background goroutine.
 func New(h Hub, store Pinger, web http.Handler, log *zap.Logger, opts Options) *Server {
 	opts.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{
+	s := &Server{
 		hub:    h,
 		store:  store,
 		web:    web,
@@ -111,6 +112,30 @@ func New(h Hub, store Pinger, web http.Handler, log *zap.Logger, opts Options) *
 		ctx:    ctx,
 		cancel: cancel,
 		conns:  make(map[*conn]struct{}),
+	}
+	go s.sweep() // ends with s.ctx, at the end of Drain
+	return s
+}
+
+// sweep drops connections whose write has not completed within
+// WriteTimeout: clients that stopped reading must not pin memory or a
+// goroutine.
+func (s *Server) sweep() {
+	t := time.NewTicker(min(time.Second, s.opts.WriteTimeout/4))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-t.C:
+			s.mu.Lock()
+			for c := range s.conns {
+				if c.stuck(now, s.opts.WriteTimeout) {
+					go c.fail(errWriteTimeout)
+				}
+			}
+			s.mu.Unlock()
+		}
 	}
 }
 

@@ -535,3 +535,27 @@ func TestDrainClosesWith1001AndLeaves(t *testing.T) {
 		t.Fatalf("leave entries = %v, want ann's and bob's", leaves)
 	}
 }
+
+// A client that stops reading is dropped once a write to it has been stuck
+// for WriteTimeout, and the others keep getting everything.
+func TestStuckWriterIsDropped(t *testing.T) {
+	e := newEnv(t, hub.Options{}, gateway.Options{WriteTimeout: 300 * time.Millisecond, MaxText: 60000, Rate: 1000, Burst: 1000})
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	// A raw connection that never reads after the handshake.
+	ws, _, err := websocket.Dial(ctx, e.wsURL("room=r1&name=stuck"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	talker := e.dial("room=r1&name=talker")
+	untilReady(t, talker)
+	big := strings.Repeat("x", 50000)
+	for i := 0; e.gw.Conns() == 2; i++ {
+		if i == 2000 {
+			t.Fatal("the stuck reader was never dropped")
+		}
+		send(t, talker, fmt.Sprint(i, big))
+		nextOf(t, talker, "message") // the talker itself keeps up
+	}
+}
