@@ -53,7 +53,7 @@ func ExampleOptions_reconnect() {
 		}
 	}
 
-	conn.Drop() // as a network failure would
+	conn.Drop()                                                      // as a network failure would
 	if _, err := conn.Send(ctx, "sent after the drop"); err != nil { // waits for the reconnect
 		log.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/coder/websocket"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"golang.org/x/time/rate"
 
 	"github.com/streamchat/streamchat/pkg/chat"
@@ -20,11 +21,14 @@ import (
 // conn is one websocket client. Its handler goroutine reads frames; a second
 // goroutine writes the room's entries; a timer pings.
 type conn struct {
-	s    *Server
-	ws   *websocket.Conn
-	id   string
-	log  *zap.Logger
-	sess *hub.Session
+	s  *Server
+	ws *websocket.Conn
+	id string
+	// fields identify the connection in its log lines. They are kept as
+	// fields, not a derived logger, which would hold an encoded copy per
+	// connection for its whole life.
+	fields []zap.Field
+	sess   *hub.Session
 
 	// writeStart is when the write in progress began (Unix ns), 0 when
 	// none is: the server's sweeper drops connections stuck in a write.
@@ -89,8 +93,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(s.opts.MaxFrame)
 	c := &conn{s: s, ws: ws, id: newConnID()}
-	c.log = s.log.With(zap.String("conn_id", c.id), zap.String("room", params.room),
-		zap.String("name", params.name), zap.String("remote_addr", r.RemoteAddr), zap.String("replica", s.opts.Replica))
+	c.fields = []zap.Field{zap.String("conn_id", c.id), zap.String("room", params.room),
+		zap.String("name", params.name), zap.String("remote_addr", r.RemoteAddr), zap.String("replica", s.opts.Replica)}
 	if perr != nil {
 		c.refuse(perr)
 		return
@@ -99,8 +103,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		_ = ws.Close(websocket.StatusGoingAway, "server shutting down; reconnect")
 		return
 	}
-	defer c.s.untrack(c)
-	c.serve(params)
+	// The connection continues on a goroutine of its own and the handler
+	// returns, so net/http's connection state, the request and the
+	// handler's deep stack are freed for the life of the websocket.
+	go func() {
+		defer c.s.untrack(c)
+		c.serve(params)
+	}()
 }
 
 // refuse sends the handshake error and closes with 1008.
@@ -110,7 +119,7 @@ func (c *conn) refuse(e *chat.Error) {
 	_ = c.ws.Write(ctx, websocket.MessageText, chat.EncodeError(e))
 	code, reason := handshakeError(e)
 	_ = c.ws.Close(code, reason)
-	c.log.Info("connection refused", zap.String("code", string(e.Code)), zap.String("reason", e.Message))
+	c.logf(zapcore.InfoLevel, "connection refused", zap.String("code", string(e.Code)), zap.String("reason", e.Message))
 }
 
 func (c *conn) serve(p joinParams) {
@@ -123,13 +132,13 @@ func (c *conn) serve(p joinParams) {
 
 	sess, err := c.s.hub.Join(ctx, hub.JoinRequest{Room: p.room, Name: p.name, Conn: c.id, Since: p.since, Resume: p.resume})
 	if err != nil {
-		c.log.Warn("join failed", zap.Error(err))
+		c.logf(zapcore.WarnLevel, "join failed", zap.Error(err))
 		c.sendError(ctx, errJoin)
 		c.fail(errJoin)
 		return
 	}
 	c.sess = sess
-	c.log.Info("connection opened", zap.Bool("resumed", sess.Resumed), zap.Stringer("cursor", sess.Boundary))
+	c.logf(zapcore.InfoLevel, "connection opened", zap.Bool("resumed", sess.Resumed), zap.Stringer("cursor", sess.Boundary))
 
 	writerDone := make(chan error, 1)
 	if err := c.greet(ctx, p); err != nil {
@@ -155,7 +164,14 @@ func (c *conn) serve(p joinParams) {
 	if leaveErr != nil {
 		fields = append(fields, zap.NamedError("leave_error", leaveErr))
 	}
-	c.log.Info("connection closed", fields...)
+	c.logf(zapcore.InfoLevel, "connection closed", fields...)
+}
+
+// logf logs one line with the connection's identifying fields.
+func (c *conn) logf(level zapcore.Level, msg string, extra ...zap.Field) {
+	if ce := c.s.log.Check(level, msg); ce != nil {
+		ce.Write(append(c.fields[:len(c.fields):len(c.fields)], extra...)...)
+	}
 }
 
 // greet sends hello, the replay or the resumed entries, and ready, and
@@ -256,7 +272,10 @@ func (c *conn) readLoop(ctx context.Context) error {
 	o := c.s.opts
 	limiter := rate.NewLimiter(rate.Limit(o.Rate), o.Burst)
 	for {
-		typ, data, err := c.ws.Read(ctx)
+		// Not ctx: a context with a Done channel costs a timer registration
+		// per frame. Every end of the connection closes the socket, which
+		// ends this Read.
+		typ, data, err := c.ws.Read(context.Background())
 		if err != nil {
 			return err
 		}
@@ -278,7 +297,7 @@ func (c *conn) readLoop(ctx context.Context) error {
 		id, err := c.sess.Post(pctx, msg.Text, msg.Nonce)
 		cancel()
 		if err != nil {
-			c.log.Debug("post failed", zap.Error(err))
+			c.logf(zapcore.DebugLevel, "post failed", zap.Error(err))
 			ev, _, _ := toClient(errUnavailable)
 			withNonce := *ev
 			withNonce.Nonce = msg.Nonce

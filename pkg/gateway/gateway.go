@@ -259,6 +259,11 @@ func (s *Server) Drain(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		s.cancel() // drop what is left
+		s.mu.Lock()
+		for c := range s.conns {
+			_ = c.ws.CloseNow()
+		}
+		s.mu.Unlock()
 		<-done
 		return ctx.Err()
 	}
