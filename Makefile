@@ -1,7 +1,7 @@
 # streamchat developer targets. `make test` is what CI runs.
 GO ?= go
 
-.PHONY: test fmt-check vet unit fuzz run bench-micro screenshot
+.PHONY: test fmt-check vet unit fuzz run bench bench-conns bench-micro screenshot build
 
 test: fmt-check vet unit fuzz
 
@@ -25,6 +25,23 @@ fuzz:
 run:
 	$(GO) run ./cmd/gateway
 
+build:
+	$(GO) build -o bin/gateway ./cmd/gateway
+	$(GO) build -o bin/chatload ./cmd/chatload
+
+# The standard comparison: a throwaway redis-server and two gateway replicas,
+# 20 rooms x 50 clients, 2 publishers per room, 64-byte messages, 30 s at 10,
+# 50 and 100 messages/s per room, shared then direct tail mode, side by side.
+bench: build
+	bin/chatload suite -gateway bin/gateway -replicas 2 -modes shared,direct -rates 10,50,100 \
+		-rooms 20 -clients 50 -publishers 2 -size 64 -duration 30s
+
+# Idle connections on one replica, in steps: memory per connection and
+# connect rate. Steps beyond the machine's open-file limit are reported, not run.
+bench-conns: build
+	bin/chatload suite -gateway bin/gateway -conns 10000,25000,50000
+
+# Go micro-benchmarks: codec, and one room's fan-out to 1,000 sessions.
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 

@@ -66,11 +66,13 @@ func suiteMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	for _, mode := range modeList {
 		results[mode] = map[float64]*result{}
 		redisClients[mode] = map[float64]int64{}
-		env, err := startEnv(ctx, *redisBin, *gatewayBin, *replicas, mode, stderr)
-		if err != nil {
-			return err
-		}
 		for _, rate := range rateList {
+			// A fresh Redis and fresh replicas per run, so memory and
+			// connection counts are this run's alone.
+			env, err := startEnv(ctx, *redisBin, *gatewayBin, *replicas, mode, stderr)
+			if err != nil {
+				return err
+			}
 			fmt.Fprintf(stderr, "\n== %s mode, %g msg/s per room ==\n", mode, rate)
 			cfg := loadConfig{
 				URLs: env.urls, Rooms: *rooms, Clients: *clients, Publishers: *publishers, Rate: rate,
@@ -78,8 +80,8 @@ func suiteMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			}
 			cfg.Sample = func() { redisClients[mode][rate] = env.connectedClients(ctx) }
 			res, err := runLoad(ctx, cfg)
+			env.stop()
 			if err != nil {
-				env.stop()
 				return err
 			}
 			printResult(stderr, res)
@@ -90,10 +92,9 @@ func suiteMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 				_ = os.WriteFile(filepath.Join(*jsonDir, fmt.Sprintf("%s-%g.json", mode, rate)), b, 0o644)
 			}
 			if ctx.Err() != nil {
-				break
+				return ctx.Err()
 			}
 		}
-		env.stop()
 	}
 	printComparison(stdout, modeList, rateList, results, redisClients, *rooms**clients)
 	if failed {

@@ -40,13 +40,13 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	defer func() { _ = log.Sync() }()
 	log = log.With(zap.String("replica", cfg.ReplicaID))
 
-	rdb, closeRedis, err := openRedis(cfg.RedisURL, log)
+	rdb, blocking, closeRedis, err := openRedis(cfg.RedisURL, log)
 	if err != nil {
 		return err
 	}
 	defer closeRedis()
 
-	st := store.New(rdb, store.Options{MaxLen: cfg.StreamMaxlen})
+	st := store.New(rdb, store.Options{MaxLen: cfg.StreamMaxlen, Blocking: blocking})
 	h := hub.New(st, log, hub.Options{Direct: cfg.TailMode == config.TailDirect, History: cfg.History})
 	defer h.Close()
 	gw := gateway.New(h, st, web.Handler(), log, gateway.Options{
@@ -118,23 +118,40 @@ func newLogger(cfg config.Config, out io.Writer) (*zap.Logger, error) {
 }
 
 // openRedis connects to CHAT_REDIS_URL, or starts the embedded server when
-// it is empty. The returned close function may be called more than once.
-func openRedis(url string, log *zap.Logger) (redis.UniversalClient, func(), error) {
+// it is empty. It returns two clients on the same server: a small pool for
+// commands, and a pool for blocking reads, which hold a connection each (one
+// per active room in shared mode, one per user in direct mode). The returned
+// close function may be called more than once.
+func openRedis(url string, log *zap.Logger) (cmds, blocking redis.UniversalClient, closeAll func(), err error) {
+	var opts *redis.UniversalOptions
+	var mr *miniredis.Miniredis
 	if url == "" {
-		mr := miniredis.NewMiniRedis()
+		mr = miniredis.NewMiniRedis()
 		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
-			return nil, nil, fmt.Errorf("start embedded redis: %w", err)
+			return nil, nil, nil, fmt.Errorf("start embedded redis: %w", err)
 		}
 		log.Warn("CHAT_REDIS_URL is not set: using an embedded in-memory Redis, for trying streamchat out only (one replica, nothing persisted)")
-		rdb := redis.NewUniversalClient(universalOptions([]string{mr.Addr()}, nil))
-		return rdb, sync.OnceFunc(func() { _ = rdb.Close(); mr.Close() }), nil
+		opts = universalOptions([]string{mr.Addr()}, nil)
+	} else if opts, err = parseRedisURL(url); err != nil {
+		return nil, nil, nil, err
 	}
-	opts, err := parseRedisURL(url)
-	if err != nil {
-		return nil, nil, err
-	}
-	rdb := redis.NewUniversalClient(opts)
-	return rdb, sync.OnceFunc(func() { _ = rdb.Close() }), nil
+	cmdOpts, blockOpts := *opts, *opts
+	// Commands are short; a burst of joins or leaves queues for a pooled
+	// connection instead of opening one per user.
+	cmdOpts.PoolSize = 64
+	cmdOpts.ConnMaxIdleTime = time.Minute
+	// Lazily opened, and idle ones closed after a minute, so a high cap
+	// costs nothing until rooms (or direct-mode users) need it.
+	blockOpts.PoolSize = 10000
+	blockOpts.ConnMaxIdleTime = time.Minute
+	cmds, blocking = redis.NewUniversalClient(&cmdOpts), redis.NewUniversalClient(&blockOpts)
+	return cmds, blocking, sync.OnceFunc(func() {
+		_ = cmds.Close()
+		_ = blocking.Close()
+		if mr != nil {
+			mr.Close()
+		}
+	}), nil
 }
 
 // parseRedisURL accepts redis:// or rediss:// URLs, or a comma-separated
@@ -173,10 +190,6 @@ func universalOptions(addrs []string, from *redis.Options) *redis.UniversalOptio
 		// Callers' contexts bound every command, including the bounded
 		// XREAD BLOCK of the tailers.
 		ContextTimeoutEnabled: true,
-		// Each blocking XREAD holds a pooled connection: one per active room
-		// in shared mode, one per client in direct mode. Connections are
-		// opened lazily, so a high cap costs nothing until used.
-		PoolSize: 10000,
 	}
 	if from != nil {
 		o.Username, o.Password, o.DB, o.TLSConfig = from.Username, from.Password, from.DB, from.TLSConfig

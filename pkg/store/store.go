@@ -25,17 +25,25 @@ type Options struct {
 	// MaxLen is the approximate cap of each room's stream (XADD MAXLEN ~).
 	// Default 2000.
 	MaxLen int64
+	// Blocking, when set, serves the blocking reads (XREAD BLOCK), which
+	// hold a connection each for up to a block interval; every other
+	// command uses the main client. Giving them their own pool keeps a
+	// burst of joins or leaves from growing the connections that readers
+	// need, and lets the command pool stay small. Default: the main client.
+	Blocking redis.UniversalClient
 }
 
 // Store reads and writes rooms in Redis through any go-redis universal
 // client: a single node, Sentinel or Cluster.
 type Store struct {
 	rdb    redis.UniversalClient
+	block  redis.UniversalClient
 	prefix string
 	maxLen int64
 }
 
-// New returns a Store using rdb. It does not own rdb and never closes it.
+// New returns a Store using rdb. It does not own its clients and never
+// closes them.
 func New(rdb redis.UniversalClient, opts Options) *Store {
 	if opts.Prefix == "" {
 		opts.Prefix = "chat"
@@ -43,7 +51,10 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	if opts.MaxLen <= 0 {
 		opts.MaxLen = 2000
 	}
-	return &Store{rdb: rdb, prefix: opts.Prefix, maxLen: opts.MaxLen}
+	if opts.Blocking == nil {
+		opts.Blocking = rdb
+	}
+	return &Store{rdb: rdb, block: opts.Blocking, prefix: opts.Prefix, maxLen: opts.MaxLen}
 }
 
 // LogKey is the stream key of a room: PREFIX:{ROOM}:log.
@@ -206,7 +217,7 @@ func (s *Store) continuous(in redis.XInfoStream, last, after chat.ID, exists boo
 // them, oldest first; none when the wait ends empty.
 func (s *Store) Read(ctx context.Context, room string, after chat.ID, count int, block time.Duration) ([]chat.Event, error) {
 	key := s.LogKey(room)
-	res, err := s.rdb.XRead(ctx, &redis.XReadArgs{
+	res, err := s.block.XRead(ctx, &redis.XReadArgs{
 		Streams: []string{key, after.String()},
 		Count:   int64(count),
 		Block:   block,
