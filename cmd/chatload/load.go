@@ -61,6 +61,7 @@ type result struct {
 	LatencyMicros      map[string]int64   `json:"latency_us"`
 	Procs              []procUsage        `json:"processes,omitempty"`
 	CPUMicrosPerDeliv  map[string]float64 `json:"cpu_us_per_delivery,omitempty"`
+	SyscallsPerDeliv   map[string]float64 `json:"syscalls_per_delivery,omitempty"`
 	RSSKiBPerConn      map[string]float64 `json:"rss_kib_per_connection,omitempty"`
 	Failures           []string           `json:"failures,omitempty"`
 	latency            *hdrhistogram.Histogram
@@ -360,10 +361,12 @@ func runLoad(ctx context.Context, cfg loadConfig) (*result, error) {
 	res.LatencyMicros["max"] = h.Max()
 	res.Procs = usage(before, after)
 	res.CPUMicrosPerDeliv = map[string]float64{}
+	res.SyscallsPerDeliv = map[string]float64{}
 	res.RSSKiBPerConn = map[string]float64{}
 	for _, u := range res.Procs {
 		if res.Delivered > 0 {
 			res.CPUMicrosPerDeliv[u.Name] += u.CPUSeconds * 1e6 / float64(res.Delivered)
+			res.SyscallsPerDeliv[u.Name] += float64(u.Syscalls) / float64(res.Delivered)
 		}
 	}
 	for name, kib := range rssOf(after) {

@@ -139,6 +139,9 @@ func printResult(w io.Writer, r *result) {
 	for name, us := range r.CPUMicrosPerDeliv {
 		fmt.Fprintf(w, "%-22s %.2f µs per delivery\n", name+" CPU", us)
 	}
+	for name, n := range r.SyscallsPerDeliv {
+		fmt.Fprintf(w, "%-22s %.2f per delivery\n", name+" syscalls", n)
+	}
 	for name, kib := range r.RSSKiBPerConn {
 		fmt.Fprintf(w, "%-22s %.1f KiB per connection\n", name+" RSS", kib)
 	}

@@ -40,6 +40,7 @@ type procSample struct {
 	proc
 	cpuTicks int64 // user + system
 	rssKiB   int64
+	syscalls int64 // read and write system calls (/proc/PID/io)
 }
 
 // procUsage is one process's share of a measured window.
@@ -48,6 +49,7 @@ type procUsage struct {
 	PID        int     `json:"pid"`
 	CPUSeconds float64 `json:"cpu_seconds"`
 	RSSKiB     int64   `json:"rss_kib"`
+	Syscalls   int64   `json:"syscalls"`
 }
 
 // clockTicks is USER_HZ, 100 on every Linux this runs on.
@@ -80,6 +82,15 @@ func sample(p proc) (procSample, error) {
 			s.rssKiB, _ = strconv.ParseInt(strings.Fields(v)[0], 10, 64)
 		}
 	}
+	if io, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", p.PID)); err == nil {
+		for _, line := range strings.Split(string(io), "\n") {
+			k, v, _ := strings.Cut(line, ": ")
+			if k == "syscr" || k == "syscw" {
+				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				s.syscalls += n
+			}
+		}
+	}
 	return s, nil
 }
 
@@ -98,7 +109,8 @@ func usage(before, after []procSample) []procUsage {
 	for _, a := range after {
 		for _, b := range before {
 			if a.PID == b.PID {
-				out = append(out, procUsage{Name: a.Name, PID: a.PID, CPUSeconds: float64(a.cpuTicks-b.cpuTicks) / clockTicks, RSSKiB: a.rssKiB})
+				out = append(out, procUsage{Name: a.Name, PID: a.PID, CPUSeconds: float64(a.cpuTicks-b.cpuTicks) / clockTicks,
+					RSSKiB: a.rssKiB, Syscalls: a.syscalls - b.syscalls})
 			}
 		}
 	}

@@ -147,6 +147,7 @@ func printComparison(w io.Writer, modes []string, rates []float64, results map[s
 		row(q+" ms", func(r *result, _ string, _ float64) float64 { return float64(r.LatencyMicros[q]) / 1000 }, "%.2f")
 	}
 	row("gateway CPU µs/delivery", func(r *result, _ string, _ float64) float64 { return r.CPUMicrosPerDeliv["gateway"] }, "%.2f")
+	row("gateway syscalls/delivery", func(r *result, _ string, _ float64) float64 { return r.SyscallsPerDeliv["gateway"] }, "%.2f")
 	row("redis CPU µs/delivery", func(r *result, _ string, _ float64) float64 { return r.CPUMicrosPerDeliv["redis"] }, "%.2f")
 	row("redis connected_clients", func(_ *result, m string, rate float64) float64 { return float64(redisClients[m][rate]) }, "%.0f")
 	row("gateway RSS KiB/conn", func(r *result, _ string, _ float64) float64 { return r.RSSKiBPerConn["gateway"] }, "%.1f")
