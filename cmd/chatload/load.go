@@ -342,11 +342,15 @@ func runLoad(ctx context.Context, cfg loadConfig) (*result, error) {
 	res.Sent, res.SendErrors, res.Expected = sent.Load(), sendErrors.Load(), expected
 	h := newHistogram()
 	for _, r := range rooms {
+		r.mu.Lock()
 		h.Merge(r.latency)
+		r.mu.Unlock()
 		for _, rc := range r.receivers {
+			rc.mu.Lock()
 			res.Delivered += rc.delivered
 			res.Duplicated += rc.dups
 			res.OutOfOrder += rc.ooo
+			rc.mu.Unlock()
 		}
 	}
 	res.Lost = max(0, expected-res.Delivered)
