@@ -13,6 +13,9 @@ import (
 	"github.com/streamchat/streamchat/pkg/config"
 )
 
+// version is stamped at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
 func main() {
 	cfg, err := config.FromEnv()
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -19,6 +21,7 @@ import (
 	"github.com/streamchat/streamchat/pkg/config"
 	"github.com/streamchat/streamchat/pkg/gateway"
 	"github.com/streamchat/streamchat/pkg/hub"
+	"github.com/streamchat/streamchat/pkg/metrics"
 	"github.com/streamchat/streamchat/pkg/store"
 	"github.com/streamchat/streamchat/pkg/web"
 )
@@ -46,8 +49,10 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	}
 	defer closeRedis()
 
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg, version)
 	st := store.New(rdb, store.Options{MaxLen: cfg.StreamMaxlen, Blocking: blocking})
-	h := hub.New(st, log, hub.Options{Direct: cfg.TailMode == config.TailDirect, History: cfg.History})
+	h := hub.New(st, log, hub.Options{Direct: cfg.TailMode == config.TailDirect, History: cfg.History, Metrics: m})
 	defer h.Close()
 	gw := gateway.New(h, st, web.Handler(), log, gateway.Options{
 		Replica:        cfg.ReplicaID,
@@ -57,6 +62,8 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		Burst:          cfg.Burst,
 		AllowedOrigins: cfg.AllowedOrigins,
 		PingInterval:   cfg.PingInterval,
+		Metrics:        m,
+		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -68,7 +75,7 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		ReadHeaderTimeout: 10 * time.Second, // slow-header clients must not hold sockets
 		ErrorLog:          zap.NewStdLog(log.Named("http")),
 	}
-	log.Info("listening", zap.String("addr", ln.Addr().String()), zap.String("tail_mode", cfg.TailMode))
+	log.Info("listening", zap.String("addr", ln.Addr().String()), zap.String("tail_mode", cfg.TailMode), zap.String("version", version))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 

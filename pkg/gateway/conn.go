@@ -16,6 +16,7 @@ import (
 
 	"github.com/streamchat/streamchat/pkg/chat"
 	"github.com/streamchat/streamchat/pkg/hub"
+	"github.com/streamchat/streamchat/pkg/metrics"
 )
 
 // conn is one websocket client. Its handler goroutine reads frames; a second
@@ -130,14 +131,20 @@ func (c *conn) serve(p joinParams) {
 	ctx, cancel := context.WithCancel(c.s.ctx)
 	defer cancel()
 
+	m := c.s.opts.Metrics
 	sess, err := c.s.hub.Join(ctx, hub.JoinRequest{Room: p.room, Name: p.name, Conn: c.id, Since: p.since, Resume: p.resume})
 	if err != nil {
+		m.RedisErrors.WithLabelValues("join").Inc()
+		m.ConnsClosed.WithLabelValues(metrics.ReasonJoinError).Inc()
 		c.logf(zapcore.WarnLevel, "join failed", zap.Error(err))
 		c.sendError(ctx, errJoin)
 		c.fail(errJoin)
 		return
 	}
 	c.sess = sess
+	m.ConnsOpened.Inc()
+	m.ConnsOpen.Inc()
+	defer m.ConnsOpen.Dec()
 	c.logf(zapcore.InfoLevel, "connection opened", zap.Bool("resumed", sess.Resumed), zap.Stringer("cursor", sess.Boundary))
 
 	writerDone := make(chan error, 1)
@@ -161,7 +168,9 @@ func (c *conn) serve(p joinParams) {
 	leaveCancel()
 
 	fields := []zap.Field{zap.Duration("duration", time.Since(start)), zap.String("reason", c.endReason(readErr))}
+	m.ConnsClosed.WithLabelValues(closeReason(c.serverReason(readErr), readErr)).Inc()
 	if leaveErr != nil {
+		m.RedisErrors.WithLabelValues("leave").Inc()
 		fields = append(fields, zap.NamedError("leave_error", leaveErr))
 	}
 	c.logf(zapcore.InfoLevel, "connection closed", fields...)
@@ -239,6 +248,12 @@ func (c *conn) writeLoop(ctx context.Context) error {
 			c.fail(err)
 			return err
 		}
+		m := c.s.opts.Metrics
+		m.Deliveries.Add(float64(len(batch)))
+		now := time.Now()
+		for _, e := range batch {
+			m.DeliverySeconds.Observe(now.Sub(e.ID.Time()).Seconds())
+		}
 	}
 }
 
@@ -270,6 +285,7 @@ func (c *conn) stuck(now time.Time, limit time.Duration) bool {
 // readLoop handles client frames until the connection ends, and returns why.
 func (c *conn) readLoop(ctx context.Context) error {
 	o := c.s.opts
+	m := o.Metrics
 	limiter := rate.NewLimiter(rate.Limit(o.Rate), o.Burst)
 	for {
 		// Not ctx: a context with a Done channel costs a timer registration
@@ -279,24 +295,30 @@ func (c *conn) readLoop(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		m.MessagesReceived.Inc()
 		if !limiter.Allow() {
+			m.RateLimited.Inc()
 			msg, _ := chat.DecodeFrame(data, o.MaxText)
 			c.sendError(ctx, &chat.Error{Code: chat.CodeRateLimited, Message: "too many messages; slow down", Nonce: msg.Nonce})
 			continue
 		}
 		if typ != websocket.MessageText {
+			m.Rejected.WithLabelValues(string(chat.CodeBadRequest)).Inc()
 			c.sendError(ctx, errBinary)
 			continue
 		}
 		msg, derr := chat.DecodeFrame(data, o.MaxText)
 		if derr != nil {
+			m.Rejected.WithLabelValues(string(derr.Code)).Inc()
 			c.sendError(ctx, derr)
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, o.StoreTimeout)
+		postStart := time.Now()
 		id, err := c.sess.Post(pctx, msg.Text, msg.Nonce)
 		cancel()
 		if err != nil {
+			m.RedisErrors.WithLabelValues("append").Inc()
 			c.logf(zapcore.DebugLevel, "post failed", zap.Error(err))
 			ev, _, _ := toClient(errUnavailable)
 			withNonce := *ev
@@ -304,6 +326,8 @@ func (c *conn) readLoop(ctx context.Context) error {
 			c.sendError(ctx, &withNonce)
 			continue
 		}
+		m.MessagesAppended.Inc()
+		m.AppendSeconds.Observe(metrics.Since(postStart))
 		if err := c.write(ctx, chat.EncodeAck(msg.Nonce, id)); err != nil {
 			c.fail(err)
 		}
@@ -335,6 +359,15 @@ func (c *conn) fail(err error) {
 			_ = c.ws.CloseNow()
 		}
 	})
+}
+
+// serverReason is why the server ended the connection, or nil when it was
+// the client's read that ended it.
+func (c *conn) serverReason(readErr error) error {
+	if c.reason != nil && c.reason != readErr {
+		return c.reason
+	}
+	return nil
 }
 
 // endReason says, for the log, why the connection ended.

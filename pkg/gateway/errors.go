@@ -8,6 +8,7 @@ import (
 
 	"github.com/streamchat/streamchat/pkg/chat"
 	"github.com/streamchat/streamchat/pkg/hub"
+	"github.com/streamchat/streamchat/pkg/metrics"
 )
 
 // Reasons a connection ends that the gateway itself decides.
@@ -45,6 +46,30 @@ func toClient(err error) (ev *chat.Error, code websocket.StatusCode, reason stri
 		return nil, websocket.StatusNormalClosure, ""
 	}
 	return &chat.Error{Code: chat.CodeInternal, Message: "internal error"}, websocket.StatusInternalError, "internal error"
+}
+
+// closeReason is the bounded label a connection's end is counted under.
+func closeReason(serverErr, readErr error) string {
+	err := serverErr
+	if err == nil {
+		err = readErr
+	}
+	var ce websocket.CloseError
+	switch {
+	case errors.Is(err, errShutdown), errors.Is(err, hub.ErrClosed):
+		return metrics.ReasonShutdown
+	case errors.Is(err, hub.ErrLagged):
+		return metrics.ReasonLagged
+	case errors.Is(err, errPingTimeout), errors.Is(err, errWriteTimeout):
+		return metrics.ReasonTimeout
+	case errors.Is(err, errJoin):
+		return metrics.ReasonJoinError
+	case errors.Is(err, websocket.ErrMessageTooBig):
+		return metrics.ReasonTooLarge
+	case errors.As(err, &ce), serverErr == nil:
+		return metrics.ReasonClient // closed or went away
+	}
+	return metrics.ReasonError
 }
 
 // handshakeError is what a bad /ws request gets: one error event, then a

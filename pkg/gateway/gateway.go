@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/streamchat/streamchat/pkg/hub"
+	"github.com/streamchat/streamchat/pkg/metrics"
 )
 
 // Hub is what the gateway needs from the rooms of this replica.
@@ -53,6 +54,10 @@ type Options struct {
 	WriteTimeout time.Duration
 	// StoreTimeout bounds each storage call made for a client. Default 5s.
 	StoreTimeout time.Duration
+	// Metrics receives the gateway's counters. Default: discarded.
+	Metrics *metrics.Metrics
+	// MetricsHandler, when set, is served at GET /metrics.
+	MetricsHandler http.Handler
 }
 
 func (o *Options) setDefaults() {
@@ -76,6 +81,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.StoreTimeout <= 0 {
 		o.StoreTimeout = 5 * time.Second
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.Discard()
 	}
 }
 
@@ -148,6 +156,9 @@ func (s *Server) Handler() http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", s.serveReady)
+	if s.opts.MetricsHandler != nil {
+		mux.Handle("GET /metrics", s.opts.MetricsHandler)
+	}
 	if s.web != nil {
 		mux.Handle("/", s.web)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 
@@ -19,6 +22,7 @@ import (
 	"github.com/streamchat/streamchat/pkg/client"
 	"github.com/streamchat/streamchat/pkg/gateway"
 	"github.com/streamchat/streamchat/pkg/hub"
+	"github.com/streamchat/streamchat/pkg/metrics"
 	"github.com/streamchat/streamchat/pkg/redistest"
 	"github.com/streamchat/streamchat/pkg/store"
 )
@@ -557,5 +561,77 @@ func TestStuckWriterIsDropped(t *testing.T) {
 		}
 		send(t, talker, fmt.Sprint(i, big))
 		nextOf(t, talker, "message") // the talker itself keeps up
+	}
+}
+
+// /metrics reflects real traffic.
+func TestMetricsAfterTraffic(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	log := zaptest.NewLogger(t)
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg, "test")
+	st := store.New(rdb, store.Options{Prefix: redistest.Prefix(t)})
+	h := hub.New(st, log, hub.Options{Block: 250 * time.Millisecond, Metrics: m})
+	gw := gateway.New(h, st, nil, log, gateway.Options{Metrics: m, MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Rate: 1, Burst: 2})
+	ts := httptest.NewServer(gw.Handler())
+	t.Cleanup(func() {
+		ts.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		_ = gw.Drain(ctx)
+		h.Close()
+	})
+	u := "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws?"
+	a := dialURL(t, u+"room=m&name=ann", nil)
+	b := dialURL(t, u+"room=m&name=bob", nil)
+	untilReady(t, a)
+	untilReady(t, b)
+	send(t, a, "one")
+	expectMessage(t, b, "one")
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	_ = a.SendRaw(ctx, websocket.MessageText, []byte(`{"type":"nope"}`))
+	for range 3 { // past the burst of 2
+		_ = a.SendRaw(ctx, websocket.MessageText, []byte("flood"))
+	}
+	nextOf(t, a, "error")
+	_ = b.Close()
+
+	var body string
+	deadline := time.Now().Add(waitFor)
+	for {
+		resp, err := http.Get(ts.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(raw)
+		if strings.Contains(body, `streamchat_connections_closed_total{reason="client"} 1`) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, want := range []string{
+		"streamchat_connections_open 1",
+		"streamchat_connections_opened_total 2",
+		`streamchat_connections_closed_total{reason="client"} 1`,
+		"streamchat_messages_appended_total 1",
+		"streamchat_room_tailers 1",
+		`streamchat_build_info{version="test"} 1`,
+		"streamchat_append_seconds_count 1",
+		"streamchat_rate_limited_total",
+		`streamchat_frames_rejected_total{code="bad_request"}`,
+		"streamchat_delivery_seconds_count",
+		"streamchat_deliveries_total",
+		"go_goroutines",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if strings.Contains(body, `room="`) || strings.Contains(body, "ann") {
+		t.Error("/metrics carries room or user labels")
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/streamchat/streamchat/pkg/chat"
+	"github.com/streamchat/streamchat/pkg/metrics"
 )
 
 // Store is what the hub needs from the room storage.
@@ -67,6 +68,8 @@ type Options struct {
 	// PresenceTTL is how long a member stays online without a refresh; the
 	// hub refreshes its members every third of it. Default 30s.
 	PresenceTTL time.Duration
+	// Metrics receives the hub's counters. Default: discarded.
+	Metrics *metrics.Metrics
 }
 
 func (o *Options) setDefaults() {
@@ -87,6 +90,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.PresenceTTL <= 0 {
 		o.PresenceTTL = 30 * time.Second
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.Discard()
 	}
 }
 

@@ -97,6 +97,8 @@ func (r *room) stop() {
 // tail reads the room's stream from the last entry it has into the window,
 // and wakes every waiting connection once per batch.
 func (r *room) tail() {
+	r.h.opts.Metrics.Tailers.Inc()
+	defer r.h.opts.Metrics.Tailers.Dec()
 	var failing bool
 	backoff := newBackoff()
 	for r.ctx.Err() == nil {
@@ -105,6 +107,7 @@ func (r *room) tail() {
 			if r.ctx.Err() != nil {
 				return
 			}
+			r.h.opts.Metrics.RedisErrors.WithLabelValues("xread").Inc()
 			if !failing {
 				r.log.Warn("stream tail failing; retrying", zap.Error(err))
 				failing = true
@@ -185,6 +188,7 @@ func (r *room) presence() {
 		cancel()
 		switch {
 		case err != nil && r.ctx.Err() == nil:
+			r.h.opts.Metrics.RedisErrors.WithLabelValues("presence").Inc()
 			r.log.Warn("presence refresh failed", zap.Error(err))
 		case reaped > 0:
 			r.log.Info("reaped members of a vanished replica", zap.Int("count", reaped))

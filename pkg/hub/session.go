@@ -58,6 +58,7 @@ func (s *Session) Next(ctx context.Context) ([]Entry, error) {
 		if behind {
 			// Older than the window: this connection is slow or resuming.
 			// Read from Redis; it never holds up the room.
+			s.h.opts.Metrics.CatchUpReads.Inc()
 			events, _, err := s.h.store.After(ctx, s.room, s.cursor, s.h.opts.Batch)
 			switch {
 			case errors.Is(err, chat.ErrGap):
@@ -66,6 +67,7 @@ func (s *Session) Next(ctx context.Context) ([]Entry, error) {
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
+				s.h.opts.Metrics.RedisErrors.WithLabelValues("catchup").Inc()
 				retry.wait(ctx)
 				continue
 			case len(events) > 0:
@@ -98,6 +100,9 @@ func (s *Session) nextDirect(ctx context.Context) ([]Entry, error) {
 		}
 		events, err := s.h.store.Read(ctx, s.room, s.cursor, s.h.opts.Batch, s.h.opts.Block)
 		if err != nil {
+			if ctx.Err() == nil {
+				s.h.opts.Metrics.RedisErrors.WithLabelValues("xread").Inc()
+			}
 			retry.wait(ctx)
 			continue
 		}
