@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/streamchat/streamchat/pkg/config"
 )
@@ -21,6 +22,14 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gateway:", err)
 		os.Exit(2)
+	}
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		// For container health checks: distroless images have no shell or curl.
+		if err := healthcheck(cfg.Addr, 3*time.Second); err != nil {
+			fmt.Fprintln(os.Stderr, "gateway healthcheck:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

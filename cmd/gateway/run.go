@@ -61,6 +61,7 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		Rate:           cfg.Rate,
 		Burst:          cfg.Burst,
 		AllowedOrigins: cfg.AllowedOrigins,
+		TrustedProxies: cfg.Proxies(),
 		PingInterval:   cfg.PingInterval,
 		Metrics:        m,
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),

@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -44,5 +46,17 @@ func TestParseRedisURL(t *testing.T) {
 				t.Fatalf("parseRedisURL(%q) = %+v", tt.in, o)
 			}
 		})
+	}
+}
+
+func TestHealthcheck(t *testing.T) {
+	r := startReplica(t, testConfig("", "hc", "shared"))
+	_, port, _ := net.SplitHostPort(r.addr)
+	if err := healthcheck(":"+port, 5*time.Second); err != nil {
+		t.Fatalf("healthcheck of a running gateway: %v", err)
+	}
+	r.stop()
+	if err := healthcheck(":"+port, 2*time.Second); err == nil {
+		t.Fatal("healthcheck passed with the gateway stopped")
 	}
 }

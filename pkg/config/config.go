@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -40,6 +41,7 @@ type Config struct {
 	Burst          int           `split_words:"true" default:"10"`
 	TailMode       string        `split_words:"true" default:"shared"`
 	AllowedOrigins []string      `split_words:"true"`
+	TrustedProxies []string      `split_words:"true"` // CIDRs whose X-Forwarded-For is believed
 	PingInterval   time.Duration `split_words:"true" default:"25s"`
 	ShutdownGrace  time.Duration `split_words:"true" default:"10s"`
 	LogLevel       string        `split_words:"true" default:"info"`
@@ -103,12 +105,28 @@ func (c Config) Validate() error {
 	case c.LogFormat != "json" && c.LogFormat != "console":
 		return bad("LOG_FORMAT", `must be "json" or "console"`)
 	}
+	for _, p := range c.TrustedProxies {
+		if _, err := netip.ParsePrefix(strings.TrimSpace(p)); err != nil {
+			return bad("TRUSTED_PROXIES", fmt.Sprintf("has %q, not a CIDR like 10.0.0.0/8", p))
+		}
+	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
 		return bad("LOG_LEVEL", "must be debug, info, warn or error")
 	}
 	return nil
+}
+
+// Proxies returns TrustedProxies parsed (Validate has checked them).
+func (c Config) Proxies() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(c.TrustedProxies))
+	for _, p := range c.TrustedProxies {
+		if pfx, err := netip.ParsePrefix(strings.TrimSpace(p)); err == nil {
+			out = append(out, pfx)
+		}
+	}
+	return out
 }
 
 // DefaultReplicaID is the hostname plus a random suffix, so two replicas on

@@ -31,12 +31,14 @@ func TestFromEnvValues(t *testing.T) {
 	t.Setenv("CHAT_TAIL_MODE", "direct")
 	t.Setenv("CHAT_PING_INTERVAL", "3s")
 	t.Setenv("CHAT_REPLICA_ID", "r1")
+	t.Setenv("CHAT_TRUSTED_PROXIES", "10.0.0.0/8, 172.16.0.0/12")
 	c, err := FromEnv()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.RedisURL != "redis://r:6379/0" || c.TailMode != TailDirect || c.PingInterval != 3*time.Second ||
-		c.ReplicaID != "r1" || len(c.AllowedOrigins) != 2 || c.AllowedOrigins[1] != "*.example.org" {
+		c.ReplicaID != "r1" || len(c.AllowedOrigins) != 2 || c.AllowedOrigins[1] != "*.example.org" ||
+		len(c.Proxies()) != 2 || c.Proxies()[1].String() != "172.16.0.0/12" {
 		t.Fatalf("unexpected config: %+v", c)
 	}
 }
@@ -58,6 +60,7 @@ func TestFromEnvRejects(t *testing.T) {
 		{"grace", "CHAT_SHUTDOWN_GRACE", "-1s"},
 		{"log format", "CHAT_LOG_FORMAT", "xml"},
 		{"log level", "CHAT_LOG_LEVEL", "loud"},
+		{"trusted proxies", "CHAT_TRUSTED_PROXIES", "10.0.0.0/8,nonsense"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -89,13 +89,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// pattern. Anything else gets 403 before any upgrade.
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.opts.AllowedOrigins})
 	if err != nil {
-		s.log.Debug("handshake refused", zap.String("remote_addr", r.RemoteAddr), zap.Error(err))
+		s.log.Debug("handshake refused", zap.String("remote_addr", clientAddr(r, s.opts.TrustedProxies)), zap.Error(err))
 		return
 	}
 	ws.SetReadLimit(s.opts.MaxFrame)
 	c := &conn{s: s, ws: ws, id: newConnID()}
 	c.fields = []zap.Field{zap.String("conn_id", c.id), zap.String("room", params.room),
-		zap.String("name", params.name), zap.String("remote_addr", r.RemoteAddr), zap.String("replica", s.opts.Replica)}
+		zap.String("name", params.name), zap.String("remote_addr", clientAddr(r, s.opts.TrustedProxies)), zap.String("replica", s.opts.Replica)}
 	if perr != nil {
 		c.refuse(perr)
 		return

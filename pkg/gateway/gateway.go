@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -42,6 +43,9 @@ type Options struct {
 	// 5 per second, burst 10.
 	Rate  float64
 	Burst int
+	// TrustedProxies are the networks whose X-Forwarded-For header is
+	// believed when naming a client's address in logs. Default: none.
+	TrustedProxies []netip.Prefix
 	// AllowedOrigins are extra Origin host patterns (path.Match syntax,
 	// e.g. "*.example.com") accepted on the handshake besides the request's
 	// own host.
