@@ -1,9 +1,9 @@
 # streamchat developer targets. `make test` is what CI runs.
 GO ?= go
 
-.PHONY: test fmt-check vet unit fuzz run bench bench-conns bench-micro screenshot build
+.PHONY: test fmt-check vet unit deploy-test fuzz run bench bench-conns bench-micro screenshot build
 
-test: fmt-check vet unit fuzz
+test: fmt-check vet unit deploy-test fuzz
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -16,6 +16,11 @@ vet:
 # own redis-server (install it with: apt-get install -y redis-server).
 unit:
 	$(GO) test -race -count=1 ./...
+
+# The deployment files, checked by their own parsers in a separate module
+# (compose-go, buildkit's Dockerfile parser, kustomize, nginx -t).
+deploy-test:
+	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 # A few seconds of coverage-guided fuzzing of the client-frame decoder on top
 # of its seed corpus (the seeds also run as part of `unit`).
