@@ -37,6 +37,7 @@ type Server struct {
 	external bool
 	cmd      *exec.Cmd
 	exited   chan struct{}
+	cluster  bool // started with --cluster-enabled
 }
 
 // Start starts a redis-server on a free loopback port with its own temporary
@@ -151,6 +152,9 @@ func (s *Server) launch() error {
 		"--daemonize", "no",
 		"--loglevel", "warning",
 	)
+	if s.cluster {
+		cmd.Args = append(cmd.Args, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(s.dir, "nodes.conf"))
+	}
 	logPath := filepath.Join(s.dir, "redis.log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -241,4 +245,48 @@ func checkVersion(t testing.TB, bin string) {
 	if major, _ := strconv.Atoi(string(m[1])); major < 7 {
 		t.Fatalf("%s is %s; %s", bin, strings.TrimSpace(string(out)), installHint)
 	}
+}
+
+// StartCluster starts a Redis Cluster of n masters (no replicas) on free
+// loopback ports, each in its own temporary directory, and returns the
+// node addresses. The servers stop when the test ends.
+func StartCluster(t testing.TB, n int) []string {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatal(installHint)
+	}
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Fatal("redis-cli is required to create a cluster: install it with `apt-get install -y redis-tools`")
+	}
+	addrs := make([]string, n)
+	for i := range addrs {
+		s := &Server{t: t, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))), dir: t.TempDir(), cluster: true}
+		s.start()
+		t.Cleanup(s.stop)
+		addrs[i] = s.addr
+	}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	// Every node must agree the cluster is up before clients use it.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, a := range addrs {
+		c := redis.NewClient(&redis.Options{Addr: a})
+		for {
+			info, err := c.ClusterInfo(context.Background()).Result()
+			if err == nil && strings.Contains(info, "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				c.Close()
+				t.Fatalf("cluster node %s not ready: %v %q", a, err, info)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		c.Close()
+	}
+	return addrs
 }
