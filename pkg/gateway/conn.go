@@ -87,7 +87,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	params, perr := parseParams(r)
 	// Accept checks the Origin: the request's own host, or an allowed
 	// pattern. Anything else gets 403 before any upgrade.
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.opts.AllowedOrigins})
+	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{OriginPatterns: s.opts.AllowedOrigins})
 	if err != nil {
 		s.log.Debug("handshake refused", zap.String("remote_addr", clientAddr(r, s.opts.TrustedProxies)), zap.Error(err))
 		return
