@@ -31,6 +31,15 @@ type conn struct {
 	fields []zap.Field
 	sess   *hub.Session
 
+	// The write pump runs only while there is something to send: an idle
+	// connection holds no writer goroutine. The room's tailer kicks it.
+	pumpMu      sync.Mutex
+	pumpIdle    *sync.Cond
+	pumpRunning bool
+	pumpStopped bool
+	kickFn      func()
+	frames      [][]byte // reused by the pumps, which run one at a time
+
 	// writeStart is when the write in progress began (Unix ns), 0 when
 	// none is: the server's sweeper drops connections stuck in a write.
 	writeStart atomic.Int64
@@ -148,11 +157,15 @@ func (c *conn) serve(p joinParams) {
 	c.logf(zapcore.InfoLevel, "connection opened", zap.Bool("resumed", sess.Resumed), zap.Stringer("cursor", sess.Boundary))
 
 	writerDone := make(chan error, 1)
-	if err := c.greet(ctx, p); err != nil {
+	switch err := c.greet(ctx, p); {
+	case err != nil:
 		c.fail(err)
 		cancel()
 		writerDone <- nil
-	} else {
+	case sess.Notifies():
+		c.startPump(ctx)
+		writerDone <- nil
+	default: // direct mode: a loop blocked in its own XREAD
 		go func() { writerDone <- c.writeLoop(ctx) }()
 	}
 	stopPing := c.startPing()
@@ -161,6 +174,7 @@ func (c *conn) serve(p joinParams) {
 	c.fail(readErr) // no-op when the server already ended it
 	cancel()
 	<-writerDone
+	c.stopPump()
 	stopPing()
 
 	leaveCtx, leaveCancel := context.WithTimeout(context.WithoutCancel(ctx), c.s.opts.StoreTimeout)
@@ -229,9 +243,9 @@ func (c *conn) greet(ctx context.Context, p joinParams) error {
 }
 
 // writeLoop sends the room's entries after the cursor until the connection
-// ends. Each connection has its own loop, so a slow client delays only itself.
+// ends: the direct mode's writer, blocked in its own read. Each connection
+// has its own loop, so a slow client delays only itself.
 func (c *conn) writeLoop(ctx context.Context) error {
-	var frames [][]byte
 	for {
 		batch, err := c.sess.Next(ctx)
 		if err != nil {
@@ -240,21 +254,92 @@ func (c *conn) writeLoop(ctx context.Context) error {
 			}
 			return err
 		}
-		frames = frames[:0]
-		for _, e := range batch {
-			frames = append(frames, e.Frame)
-		}
-		if err := c.write(ctx, frames...); err != nil {
+		if err := c.writeBatch(ctx, batch); err != nil {
 			c.fail(err)
 			return err
 		}
-		m := c.s.opts.Metrics
-		m.Deliveries.Add(float64(len(batch)))
-		now := time.Now()
-		for _, e := range batch {
-			m.DeliverySeconds.Observe(now.Sub(e.ID.Time()).Seconds())
+	}
+}
+
+// startPump sends whatever is ready and arranges to be kicked when more is.
+func (c *conn) startPump(ctx context.Context) {
+	c.pumpIdle = sync.NewCond(&c.pumpMu)
+	c.kickFn = func() { c.kick(ctx) }
+	c.kick(ctx)
+}
+
+// kick starts a pump unless one is running or the connection is ending.
+// It never blocks: the room's tailer calls it for every waiting connection.
+func (c *conn) kick(ctx context.Context) {
+	c.pumpMu.Lock()
+	if c.pumpStopped || c.pumpRunning {
+		c.pumpMu.Unlock()
+		return
+	}
+	c.pumpRunning = true
+	c.pumpMu.Unlock()
+	go c.pump(ctx)
+}
+
+// pump writes the entries after the cursor until none are ready, then asks
+// the room for a kick and ends. Pumps run one at a time, so each connection
+// still has one ordered writer, and a slow client delays only its own pump.
+func (c *conn) pump(ctx context.Context) {
+	var err error
+	for {
+		var batch []hub.Entry
+		if batch, err = c.sess.TryNext(ctx); err != nil || len(batch) == 0 {
+			break
+		}
+		if err = c.writeBatch(ctx, batch); err != nil {
+			break
 		}
 	}
+	if err != nil && ctx.Err() == nil {
+		c.fail(err)
+	}
+	c.pumpMu.Lock()
+	c.pumpRunning = false
+	stopped := c.pumpStopped
+	c.pumpIdle.Broadcast()
+	c.pumpMu.Unlock()
+	if err == nil && !stopped {
+		c.sess.Notify(c.kickFn)
+	}
+}
+
+// stopPump stops kicks and waits for a running pump to finish.
+func (c *conn) stopPump() {
+	if c.pumpIdle == nil {
+		return
+	}
+	c.pumpMu.Lock()
+	c.pumpStopped = true
+	for c.pumpRunning {
+		c.pumpIdle.Wait()
+	}
+	c.pumpMu.Unlock()
+}
+
+// writeBatch writes a batch of already-encoded entries and counts them.
+func (c *conn) writeBatch(ctx context.Context, batch []hub.Entry) error {
+	frames := c.frames[:0]
+	for _, e := range batch {
+		frames = append(frames, e.Frame)
+	}
+	err := c.write(ctx, frames...)
+	clear(frames) // keep no frame alive between batches
+	c.frames = frames[:0]
+	if err != nil {
+		return err
+	}
+	m := c.s.opts.Metrics
+	m.Deliveries.Add(float64(len(batch)))
+	now := time.Now()
+	for _, e := range batch {
+		m.DeliverySeconds.Observe(now.Sub(e.ID.Time()).Seconds())
+	}
+	return nil
 }
 
 // write sends frames in order. It is bounded by WriteTimeout through the

@@ -43,13 +43,15 @@ type room struct {
 
 	lastRead atomic.Int64 // unix nanoseconds of the last completed XREAD
 
-	mu   sync.RWMutex
-	ring []Entry // circular window of the newest entries
-	head int
-	n    int
-	base chat.ID // the window holds every entry after base
-	last chat.ID // newest entry read by the tailer
-	wake chan struct{}
+	mu      sync.RWMutex
+	ring    []Entry // circular window of the newest entries
+	head    int
+	n       int
+	base    chat.ID // the window holds every entry after base
+	last    chat.ID // newest entry read by the tailer
+	wake    chan struct{}
+	waiters map[*Session]func() // notified once, on the next batch
+	stopped bool
 }
 
 func newRoom(h *Hub, name string, from chat.ID) *room {
@@ -86,12 +88,21 @@ func (r *room) start() {
 	}
 }
 
-// stop ends the room's goroutines. Called with the hub's mutex held.
+// stop ends the room's goroutines and tells its waiting sessions, which
+// then see ErrClosed. Called with the hub's mutex held.
 func (r *room) stop() {
 	if r.idle != nil {
 		r.idle.Stop()
 	}
 	r.cancel()
+	r.mu.Lock()
+	r.stopped = true
+	waiters := r.waiters
+	r.waiters = nil
+	r.mu.Unlock()
+	for _, fn := range waiters {
+		fn()
+	}
 }
 
 // tail reads the room's stream from the last entry it has into the window,
@@ -129,7 +140,6 @@ func (r *room) tail() {
 
 func (r *room) push(entries []Entry) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	size := len(r.ring)
 	for _, e := range entries {
 		if r.n == size {
@@ -144,6 +154,36 @@ func (r *room) push(entries []Entry) {
 	r.last = entries[len(entries)-1].ID
 	close(r.wake)
 	r.wake = make(chan struct{})
+	waiters := r.waiters
+	r.waiters = nil
+	r.mu.Unlock()
+	// Outside the lock: a waiter may look at the window at once.
+	for _, fn := range waiters {
+		fn()
+	}
+}
+
+// notify calls fn once when the window moves past seen: at once if it
+// already has.
+func (r *room) notify(s *Session, seen chat.ID, fn func()) {
+	r.mu.Lock()
+	if r.stopped || seen.Less(r.last) {
+		r.mu.Unlock()
+		fn()
+		return
+	}
+	if r.waiters == nil {
+		r.waiters = make(map[*Session]func())
+	}
+	r.waiters[s] = fn
+	r.mu.Unlock()
+}
+
+// forget drops a session's pending notification.
+func (r *room) forget(s *Session) {
+	r.mu.Lock()
+	delete(r.waiters, s)
+	r.mu.Unlock()
 }
 
 // after appends to dst up to max window entries after cursor, and returns
@@ -151,18 +191,18 @@ func (r *room) push(entries []Entry) {
 // means no batch can slip in unnoticed between a look and a wait. behind
 // reports that cursor is older than the window: the caller must read from
 // Redis, and wait on wake if Redis has nothing newer yet.
-func (r *room) after(cursor chat.ID, max int, dst []Entry) (entries []Entry, wake <-chan struct{}, behind bool) {
+func (r *room) after(cursor chat.ID, max int, dst []Entry) (entries []Entry, wake <-chan struct{}, last chat.ID, behind bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if cursor.Less(r.base) {
-		return dst, r.wake, true
+		return dst, r.wake, r.last, true
 	}
 	size := len(r.ring)
 	i := sort.Search(r.n, func(i int) bool { return cursor.Less(r.ring[(r.head+i)%size].ID) })
 	for ; i < r.n && len(dst) < max; i++ {
 		dst = append(dst, r.ring[(r.head+i)%size])
 	}
-	return dst, r.wake, false
+	return dst, r.wake, r.last, false
 }
 
 // presence keeps this replica's members of the room online and reaps the

@@ -31,6 +31,7 @@ type Session struct {
 	Online []string
 
 	cursor  chat.ID
+	seen    chat.ID      // the room's newest entry at the last empty TryNext
 	pending []chat.Event // first page of a resume, already read
 	buf     []Entry      // reused by Next
 }
@@ -44,17 +45,47 @@ func (s *Session) Cursor() chat.ID { return s.cursor }
 // after the cursor are gone from the stream, with ErrClosed when the hub
 // closes, and with ctx's error when ctx ends. Redis failures are retried.
 func (s *Session) Next(ctx context.Context) ([]Entry, error) {
-	if len(s.pending) > 0 {
-		events := s.pending
-		s.pending = nil
-		return s.deliver(encode(events)), nil
-	}
 	if s.h.opts.Direct {
+		if len(s.pending) > 0 {
+			return s.takePending(), nil
+		}
 		return s.nextDirect(ctx)
+	}
+	return s.next(ctx, true)
+}
+
+// TryNext is Next without the wait: when nothing is ready it returns no
+// entries, and Notify then tells when there are. Shared mode only (see
+// Notifies); a connection with nothing to send needs no goroutine.
+func (s *Session) TryNext(ctx context.Context) ([]Entry, error) {
+	return s.next(ctx, false)
+}
+
+// Notifies reports whether Notify works: in direct mode there is no room
+// tailer to notify from, and the caller must loop on Next.
+func (s *Session) Notifies() bool { return !s.h.opts.Direct }
+
+// Notify calls fn once, from the room's tailer or at once, when entries
+// after the last empty TryNext exist, or when the hub closes. fn must not
+// block. Leave cancels it.
+func (s *Session) Notify(fn func()) { s.r.notify(s, s.seen, fn) }
+
+func (s *Session) takePending() []Entry {
+	events := s.pending
+	s.pending = nil
+	return s.deliver(encode(events))
+}
+
+func (s *Session) next(ctx context.Context, wait bool) ([]Entry, error) {
+	if len(s.pending) > 0 {
+		return s.takePending(), nil
 	}
 	retry := newBackoff()
 	for {
-		entries, wake, behind := s.r.after(s.cursor, s.h.opts.Batch, s.buf[:0])
+		if s.r.ctx.Err() != nil {
+			return nil, ErrClosed
+		}
+		entries, wake, last, behind := s.r.after(s.cursor, s.h.opts.Batch, s.buf[:0])
 		if behind {
 			// Older than the window: this connection is slow or resuming.
 			// Read from Redis; it never holds up the room.
@@ -74,9 +105,13 @@ func (s *Session) Next(ctx context.Context) ([]Entry, error) {
 				return s.deliver(encode(events)), nil
 			}
 			// Nothing newer in Redis yet: wait for the tailer's next batch,
-			// on the channel taken before the read.
+			// on the channel (or position) taken before the read.
 		} else if len(entries) > 0 {
 			return s.deliver(entries), nil
+		}
+		if !wait {
+			s.seen = last
+			return nil, nil
 		}
 		select {
 		case <-wake:
@@ -133,6 +168,7 @@ func (s *Session) Post(ctx context.Context, text, nonce string) (chat.ID, error)
 // (unless another replica already reaped it). It reports whether the entry
 // was written. ctx should outlive the connection's own context.
 func (s *Session) Leave(ctx context.Context) (bool, error) {
+	s.r.forget(s)
 	s.h.detach(s)
 	left, err := s.h.store.Leave(ctx, s.room, s.member)
 	if err != nil {
