@@ -113,12 +113,18 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		_ = ws.Close(websocket.StatusGoingAway, "server shutting down; reconnect")
 		return
 	}
-	// The connection continues on a goroutine of its own and the handler
-	// returns, so net/http's connection state, the request and the
-	// handler's deep stack are freed for the life of the websocket.
+	// Joining and the replay run here; the rest of the connection's life is
+	// a read loop on a fresh goroutine, and the handler returns. So the deep
+	// stack grown by the join, net/http's connection state and the request
+	// are freed, and an idle connection keeps one small stack.
+	loop := c.serve(params)
+	if loop == nil {
+		c.s.untrack(c)
+		return
+	}
 	go func() {
 		defer c.s.untrack(c)
-		c.serve(params)
+		loop()
 	}()
 }
 
@@ -132,13 +138,15 @@ func (c *conn) refuse(e *chat.Error) {
 	c.logf(zapcore.InfoLevel, "connection refused", zap.String("code", string(e.Code)), zap.String("reason", e.Message))
 }
 
-func (c *conn) serve(p joinParams) {
+// serve joins the room and sends the replay, and returns the rest of the
+// connection's life: the read loop and the teardown. It returns nil when the
+// join failed (the client has been told).
+func (c *conn) serve(p joinParams) (loop func()) {
 	start := time.Now()
 	// Reads and writes use ctx, and cancelling it drops the socket at once;
 	// so it ends only after the connection is over, or when the server's
 	// drain deadline has passed. Orderly closes go through fail.
 	ctx, cancel := context.WithCancel(c.s.ctx)
-	defer cancel()
 
 	m := c.s.opts.Metrics
 	sess, err := c.s.hub.Join(ctx, hub.JoinRequest{Room: p.room, Name: p.name, Conn: c.id, Since: p.since, Resume: p.resume})
@@ -148,12 +156,12 @@ func (c *conn) serve(p joinParams) {
 		c.logf(zapcore.WarnLevel, "join failed", zap.Error(err))
 		c.sendError(ctx, errJoin)
 		c.fail(errJoin)
-		return
+		cancel()
+		return nil
 	}
 	c.sess = sess
 	m.ConnsOpened.Inc()
 	m.ConnsOpen.Inc()
-	defer m.ConnsOpen.Dec()
 	c.logf(zapcore.InfoLevel, "connection opened", zap.Bool("resumed", sess.Resumed), zap.Stringer("cursor", sess.Boundary))
 
 	writerDone := make(chan error, 1)
@@ -169,13 +177,22 @@ func (c *conn) serve(p joinParams) {
 		go func() { writerDone <- c.writeLoop(ctx) }()
 	}
 	stopPing := c.startPing()
+	return func() {
+		defer cancel()
+		defer m.ConnsOpen.Dec()
+		readErr := c.readLoop(ctx)
+		c.fail(readErr) // no-op when the server already ended it
+		cancel()
+		<-writerDone
+		c.stopPump()
+		stopPing()
+		c.finish(ctx, sess, start, readErr)
+	}
+}
 
-	readErr := c.readLoop(ctx)
-	c.fail(readErr) // no-op when the server already ended it
-	cancel()
-	<-writerDone
-	c.stopPump()
-	stopPing()
+// finish appends the leave entry and logs and counts the connection's end.
+func (c *conn) finish(ctx context.Context, sess *hub.Session, start time.Time, readErr error) {
+	m := c.s.opts.Metrics
 
 	leaveCtx, leaveCancel := context.WithTimeout(context.WithoutCancel(ctx), c.s.opts.StoreTimeout)
 	_, leaveErr := sess.Leave(leaveCtx)
@@ -239,6 +256,8 @@ func (c *conn) greet(ctx context.Context, p joinParams) error {
 	for _, e := range rest {
 		frames = append(frames, e.Frame)
 	}
+	// Sent: do not keep the history and the names for the connection's life.
+	sess.Replay, sess.Online = nil, nil
 	return c.write(ctx, frames...)
 }
 
