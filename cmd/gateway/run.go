@@ -152,6 +152,10 @@ func openRedis(url string, log *zap.Logger) (cmds, blocking redis.UniversalClien
 	// costs nothing until rooms (or direct-mode users) need it.
 	blockOpts.PoolSize = 10000
 	blockOpts.ConnMaxIdleTime = time.Minute
+	// A blocking reader sends tiny commands and reads batches of entries;
+	// go-redis' 32 KiB default buffers, both ways, would cost 64 KiB a room.
+	blockOpts.ReadBufferSize = 16 << 10
+	blockOpts.WriteBufferSize = 1 << 10
 	cmds, blocking = redis.NewUniversalClient(&cmdOpts), redis.NewUniversalClient(&blockOpts)
 	return cmds, blocking, sync.OnceFunc(func() {
 		_ = cmds.Close()
