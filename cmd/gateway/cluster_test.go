@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/streamchat/streamchat/pkg/client/clienttest"
 	"github.com/streamchat/streamchat/pkg/config"
 	"github.com/streamchat/streamchat/pkg/redistest"
 )
@@ -62,18 +63,18 @@ func TestRedisCluster(t *testing.T) {
 	for i, room := range names {
 		a := dial(t, replicas[i%3].wsURL(room, "ann", ""))
 		b := dial(t, replicas[(i+1)%3].wsURL(room, "bob", ""))
-		untilReady(t, a)
-		untilReady(t, b)
-		id := send(t, a, "hello "+room)
-		if got := messages(t, b, 1)[0]; got.ID != id || got.Text != "hello "+room {
+		clienttest.UntilReady(t, a)
+		clienttest.UntilReady(t, b)
+		id := clienttest.Send(t, a, "hello "+room)
+		if got := clienttest.Messages(t, b, 1)[0]; got.ID != id || got.Text != "hello "+room {
 			t.Fatalf("room %s: bob got %+v", room, got)
 		}
 		// Resume on a third replica, across shards, loses nothing.
 		last := id
 		b.CloseNow()
-		missed := send(t, a, "while bob was away")
+		missed := clienttest.Send(t, a, "while bob was away")
 		back := dial(t, replicas[(i+2)%3].wsURL(room, "bob", last))
-		hello, entries, _ := untilReady(t, back)
+		hello, entries, _ := clienttest.UntilReady(t, back)
 		var got []string
 		for _, ev := range entries {
 			if ev.Type == "message" {

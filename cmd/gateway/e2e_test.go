@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/streamchat/streamchat/pkg/client"
+	"github.com/streamchat/streamchat/pkg/client/clienttest"
 	"github.com/streamchat/streamchat/pkg/config"
 	"github.com/streamchat/streamchat/pkg/redistest"
 )
@@ -151,69 +152,10 @@ func uniqueRoom(prefix string) string {
 	return prefix + "-" + hex.EncodeToString(b)
 }
 
+// dial connects with a deep event buffer: these tests read in bursts.
 func dial(t *testing.T, url string) *client.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	c, _, err := client.Dial(ctx, url, &client.Options{Buffer: 4096})
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
-func next(t *testing.T, c *client.Conn) client.Event {
-	t.Helper()
-	select {
-	case ev, ok := <-c.Events():
-		if !ok {
-			t.Fatalf("connection ended: %v", c.Err())
-		}
-		return ev
-	case <-time.After(waitFor):
-		t.Fatal("no event")
-	}
-	return client.Event{}
-}
-
-// untilReady returns hello, the replayed or resumed entries, and ready.
-func untilReady(t *testing.T, c *client.Conn) (hello client.Event, entries []client.Event, ready client.Event) {
-	t.Helper()
-	hello = next(t, c)
-	if hello.Type != "hello" {
-		t.Fatalf("first event = %+v, want hello", hello)
-	}
-	for {
-		ev := next(t, c)
-		if ev.Type == "ready" {
-			return hello, entries, ev
-		}
-		entries = append(entries, ev)
-	}
-}
-
-// messages reads until n message events arrived and returns them.
-func messages(t *testing.T, c *client.Conn, n int) []client.Event {
-	t.Helper()
-	var got []client.Event
-	for len(got) < n {
-		if ev := next(t, c); ev.Type == "message" {
-			got = append(got, ev)
-		}
-	}
-	return got
-}
-
-func send(t *testing.T, c *client.Conn, text string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	id, err := c.Send(ctx, text)
-	if err != nil {
-		t.Fatalf("send %q: %v", text, err)
-	}
-	return id
+	return clienttest.Dial(t, url, &client.Options{Buffer: 4096})
 }
 
 func ids(evs []client.Event) []string {
@@ -232,7 +174,7 @@ func TestThreeReplicasShareOneConversation(t *testing.T) {
 			var conns []*client.Conn
 			for i, r := range cl.replicas {
 				c := dial(t, r.wsURL(room, fmt.Sprint("user", i), ""))
-				untilReady(t, c)
+				clienttest.UntilReady(t, c)
 				conns = append(conns, c)
 			}
 			const each = 10
@@ -260,7 +202,7 @@ func TestThreeReplicasShareOneConversation(t *testing.T) {
 			}
 			var first []string
 			for i, c := range conns {
-				got := ids(messages(t, c, each*len(conns)))
+				got := ids(clienttest.Messages(t, c, each*len(conns)))
 				for _, id := range got {
 					if !want[id] {
 						t.Fatalf("client %d got unknown message %s", i, id)
@@ -285,12 +227,12 @@ func TestJoinReplaysLast50(t *testing.T) {
 			cl := startCluster(t, 2, mode, unlimited)
 			room := uniqueRoom("replay")
 			writer := dial(t, cl.replicas[0].wsURL(room, "writer", ""))
-			untilReady(t, writer)
+			clienttest.UntilReady(t, writer)
 			for i := range 60 {
-				send(t, writer, fmt.Sprint("m", i))
+				clienttest.Send(t, writer, fmt.Sprint("m", i))
 			}
 			joiner := dial(t, cl.replicas[1].wsURL(room, "joiner", ""))
-			hello, replay, ready := untilReady(t, joiner)
+			hello, replay, ready := clienttest.UntilReady(t, joiner)
 			if hello.Resumed {
 				t.Fatal("hello.resumed on a fresh join")
 			}
@@ -305,7 +247,7 @@ func TestJoinReplaysLast50(t *testing.T) {
 			if ready.Cursor != replay[49].ID || fmt.Sprint(ready.Online) != "[joiner writer]" {
 				t.Fatalf("ready = %+v", ready)
 			}
-			if ev := next(t, joiner); ev.Type != "join" || ev.From != "joiner" {
+			if ev := clienttest.Next(t, joiner); ev.Type != "join" || ev.From != "joiner" {
 				t.Fatalf("first live event = %+v, want own join", ev)
 			}
 		})
@@ -318,19 +260,19 @@ func TestResumeOnAnotherReplica(t *testing.T) {
 			cl := startCluster(t, 3, mode, unlimited)
 			room := uniqueRoom("resume")
 			talker := dial(t, cl.replicas[0].wsURL(room, "talker", ""))
-			untilReady(t, talker)
+			clienttest.UntilReady(t, talker)
 			reader := dial(t, cl.replicas[1].wsURL(room, "reader", ""))
-			untilReady(t, reader)
-			send(t, talker, "before")
-			last := messages(t, reader, 1)[0].ID
+			clienttest.UntilReady(t, reader)
+			clienttest.Send(t, talker, "before")
+			last := clienttest.Messages(t, reader, 1)[0].ID
 			reader.CloseNow() // a dropped network, not a goodbye
 
 			var missed []string
 			for i := range 20 {
-				missed = append(missed, send(t, talker, fmt.Sprint("missed ", i)))
+				missed = append(missed, clienttest.Send(t, talker, fmt.Sprint("missed ", i)))
 			}
 			back := dial(t, cl.replicas[2].wsURL(room, "reader", last))
-			hello, entries, ready := untilReady(t, back)
+			hello, entries, ready := clienttest.UntilReady(t, back)
 			if !hello.Resumed {
 				t.Fatal("hello.resumed = false")
 			}
@@ -349,8 +291,8 @@ func TestResumeOnAnotherReplica(t *testing.T) {
 			if ready.Cursor != entries[len(entries)-1].ID {
 				t.Fatalf("ready.cursor = %s, want last entry sent %s", ready.Cursor, entries[len(entries)-1].ID)
 			}
-			id := send(t, talker, "after")
-			if ev := messages(t, back, 1)[0]; ev.ID != id {
+			id := clienttest.Send(t, talker, "after")
+			if ev := clienttest.Messages(t, back, 1)[0]; ev.ID != id {
 				t.Fatalf("live after resume = %+v", ev)
 			}
 		})
@@ -372,7 +314,7 @@ func TestJoinRace(t *testing.T) {
 			var writerConns []*client.Conn
 			for i := range writers {
 				c := dial(t, cl.replicas[i%3].wsURL(room, fmt.Sprint("writer", i), ""))
-				untilReady(t, c)
+				clienttest.UntilReady(t, c)
 				writerConns = append(writerConns, c)
 			}
 			type joined struct {
@@ -414,7 +356,7 @@ func TestJoinRace(t *testing.T) {
 			}
 			wg.Wait()
 			close(results)
-			marker := send(t, writerConns[0], "the end")
+			marker := clienttest.Send(t, writerConns[0], "the end")
 
 			rdb := cl.redis.Client()
 			truth, err := rdb.XRange(context.Background(), "chat:{"+room+"}:log", "-", marker).Result()
@@ -508,9 +450,9 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	r := cl.replicas[0]
 	room := uniqueRoom("outage")
 	a := dial(t, r.wsURL(room, "ann", ""))
-	untilReady(t, a)
+	clienttest.UntilReady(t, a)
 	b := dial(t, r.wsURL(room, "bob", ""))
-	untilReady(t, b)
+	clienttest.UntilReady(t, b)
 
 	cl.redis.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
@@ -523,7 +465,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	waitReady(t, r, http.StatusServiceUnavailable)
 	// A newcomer meanwhile is told to come back later.
 	late := dial(t, r.wsURL(room, "late", ""))
-	if ev := next(t, late); ev.Type != "error" || ev.Code != "unavailable" {
+	if ev := clienttest.Next(t, late); ev.Type != "error" || ev.Code != "unavailable" {
 		t.Fatalf("join while Redis is down: %+v", ev)
 	}
 	for range late.Events() {
@@ -534,9 +476,9 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 
 	cl.redis.Restart()
 	waitReady(t, r, http.StatusOK)
-	id := send(t, a, "back again")
+	id := clienttest.Send(t, a, "back again")
 	for {
-		ev := next(t, b)
+		ev := clienttest.Next(t, b)
 		if ev.Type == "message" {
 			if ev.ID != id || ev.Text != "back again" {
 				t.Fatalf("after recovery got %+v", ev)
@@ -570,10 +512,10 @@ func TestShutdownClosesWith1001(t *testing.T) {
 	leaving := cl.replicas[0]
 	a := dial(t, leaving.wsURL(room, "ann", ""))
 	b := dial(t, leaving.wsURL(room, "bob", ""))
-	untilReady(t, a)
-	untilReady(t, b)
+	clienttest.UntilReady(t, a)
+	clienttest.UntilReady(t, b)
 	stay := dial(t, cl.replicas[1].wsURL(room, "cat", ""))
-	untilReady(t, stay)
+	clienttest.UntilReady(t, stay)
 
 	leaving.stop()
 	for _, c := range []*client.Conn{a, b} {
@@ -585,7 +527,7 @@ func TestShutdownClosesWith1001(t *testing.T) {
 	}
 	left := map[string]bool{}
 	for len(left) < 2 {
-		if ev := next(t, stay); ev.Type == "leave" {
+		if ev := clienttest.Next(t, stay); ev.Type == "leave" {
 			left[ev.From] = true
 		}
 	}
@@ -603,7 +545,7 @@ func TestRedisConnectionsFollowRooms(t *testing.T) {
 			room := uniqueRoom("conns")
 			const users = 40
 			for i := range users {
-				untilReady(t, dial(t, cl.replicas[0].wsURL(room, fmt.Sprint("u", i), "")))
+				clienttest.UntilReady(t, dial(t, cl.replicas[0].wsURL(room, fmt.Sprint("u", i), "")))
 			}
 			info, err := cl.redis.Client().Info(context.Background(), "clients").Result()
 			if err != nil {
@@ -631,15 +573,15 @@ func TestEmbeddedDefault(t *testing.T) {
 	r := startReplica(t, testConfig("", "solo", config.TailShared))
 	room := uniqueRoom("embedded")
 	a := dial(t, r.wsURL(room, "ann", ""))
-	untilReady(t, a)
-	send(t, a, "one")
-	last := messages(t, a, 1)[0].ID
+	clienttest.UntilReady(t, a)
+	clienttest.Send(t, a, "one")
+	last := clienttest.Messages(t, a, 1)[0].ID
 	a.CloseNow()
 	b := dial(t, r.wsURL(room, "bob", ""))
-	untilReady(t, b)
-	send(t, b, "two")
+	clienttest.UntilReady(t, b)
+	clienttest.Send(t, b, "two")
 	back := dial(t, r.wsURL(room, "ann", last))
-	hello, entries, _ := untilReady(t, back)
+	hello, entries, _ := clienttest.UntilReady(t, back)
 	var texts []string
 	for _, ev := range entries {
 		if ev.Type == "message" {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/streamchat/streamchat/pkg/chat"
 	"github.com/streamchat/streamchat/pkg/client"
+	"github.com/streamchat/streamchat/pkg/client/clienttest"
 	"github.com/streamchat/streamchat/pkg/gateway"
 	"github.com/streamchat/streamchat/pkg/hub"
 	"github.com/streamchat/streamchat/pkg/redistest"
@@ -50,38 +51,9 @@ func TestMain(m *testing.M) {
 
 const waitFor = 15 * time.Second
 
-func next(t *testing.T, c *client.Conn) client.Event {
-	t.Helper()
-	select {
-	case ev, ok := <-c.Events():
-		if !ok {
-			t.Fatalf("connection ended: %v", c.Err())
-		}
-		return ev
-	case <-time.After(waitFor):
-		t.Fatal("no event")
-	}
-	return client.Event{}
-}
-
 func dial(t *testing.T, query string, opts *client.Options) *client.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	c, _, err := client.Dial(ctx, gatewayURL+"?"+query, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
-func untilReady(t *testing.T, c *client.Conn) (hello client.Event) {
-	t.Helper()
-	hello = next(t, c)
-	for ev := hello; ev.Type != "ready"; ev = next(t, c) {
-	}
-	return hello
+	return clienttest.Dial(t, gatewayURL+"?"+query, opts)
 }
 
 // A dropped connection reconnects by itself, resumes from the last entry it
@@ -89,8 +61,8 @@ func untilReady(t *testing.T, c *client.Conn) (hello client.Event) {
 func TestReconnectDeliversExactlyOnce(t *testing.T) {
 	reader := dial(t, "room=reconnect&name=reader", &client.Options{Reconnect: true, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
 	writer := dial(t, "room=reconnect&name=writer", nil)
-	untilReady(t, reader)
-	untilReady(t, writer)
+	clienttest.UntilReady(t, reader)
+	clienttest.UntilReady(t, writer)
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 
@@ -108,7 +80,7 @@ func TestReconnectDeliversExactlyOnce(t *testing.T) {
 	var got []string
 	hellos := 0
 	for len(got) < len(want) {
-		switch ev := next(t, reader); {
+		switch ev := clienttest.Next(t, reader); {
 		case ev.Type == "hello":
 			hellos++
 			if !ev.Resumed {
@@ -139,7 +111,7 @@ func TestReconnectDeliversExactlyOnce(t *testing.T) {
 
 func TestCloseStopsReconnecting(t *testing.T) {
 	c := dial(t, "room=close&name=ann", &client.Options{Reconnect: true, MinBackoff: 10 * time.Millisecond})
-	untilReady(t, c)
+	clienttest.UntilReady(t, c)
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +128,7 @@ func TestCloseStopsReconnecting(t *testing.T) {
 // A refused handshake (1008) is final even with Reconnect.
 func TestRefusedIsFinal(t *testing.T) {
 	c := dial(t, "room=BAD&name=ann", &client.Options{Reconnect: true, MinBackoff: 10 * time.Millisecond})
-	if ev := next(t, c); ev.Type != "error" || ev.Code != "bad_room" {
+	if ev := clienttest.Next(t, c); ev.Type != "error" || ev.Code != "bad_room" {
 		t.Fatalf("first event %+v", ev)
 	}
 	select {

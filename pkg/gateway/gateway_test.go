@@ -20,6 +20,7 @@ import (
 
 	"github.com/streamchat/streamchat/pkg/chat"
 	"github.com/streamchat/streamchat/pkg/client"
+	"github.com/streamchat/streamchat/pkg/client/clienttest"
 	"github.com/streamchat/streamchat/pkg/gateway"
 	"github.com/streamchat/streamchat/pkg/hub"
 	"github.com/streamchat/streamchat/pkg/metrics"
@@ -75,90 +76,21 @@ func (e *env) wsURL(query string) string {
 
 func (e *env) dial(query string) *client.Conn {
 	e.t.Helper()
-	return dialURL(e.t, e.wsURL(query), nil)
-}
-
-func dialURL(t *testing.T, u string, opts *client.Options) *client.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	c, _, err := client.Dial(ctx, u, opts)
-	if err != nil {
-		t.Fatalf("dial %s: %v", u, err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
-// next returns the next event, failing the test when none comes.
-func next(t *testing.T, c *client.Conn) client.Event {
-	t.Helper()
-	select {
-	case ev, ok := <-c.Events():
-		if !ok {
-			t.Fatalf("connection ended: %v", c.Err())
-		}
-		return ev
-	case <-time.After(waitFor):
-		t.Fatal("no event")
-	}
-	return client.Event{}
-}
-
-// nextOf skips events until one of the given type arrives.
-func nextOf(t *testing.T, c *client.Conn, typ string) client.Event {
-	t.Helper()
-	for {
-		if ev := next(t, c); ev.Type == typ {
-			return ev
-		}
-	}
+	return clienttest.Dial(e.t, e.wsURL(query), nil)
 }
 
 // untilReady reads hello ... ready and returns them all.
 func untilReady(t *testing.T, c *client.Conn) []client.Event {
 	t.Helper()
-	var evs []client.Event
-	for {
-		ev := next(t, c)
-		evs = append(evs, ev)
-		if ev.Type == "ready" {
-			return evs
-		}
-	}
-}
-
-// closeCode waits for the connection to end and returns the close code.
-func closeCode(t *testing.T, c *client.Conn) websocket.StatusCode {
-	t.Helper()
-	for {
-		select {
-		case _, ok := <-c.Events():
-			if !ok {
-				return websocket.CloseStatus(c.Err())
-			}
-		case <-time.After(waitFor):
-			t.Fatal("connection did not end")
-		}
-	}
-}
-
-func send(t *testing.T, c *client.Conn, text string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	id, err := c.Send(ctx, text)
-	if err != nil {
-		t.Fatalf("send %q: %v", text, err)
-	}
-	return id
+	hello, entries, ready := clienttest.UntilReady(t, c)
+	return append(append([]client.Event{hello}, entries...), ready)
 }
 
 // expectMessage reads until a message with text arrives.
 func expectMessage(t *testing.T, c *client.Conn, text string) client.Event {
 	t.Helper()
 	for {
-		ev := next(t, c)
+		ev := clienttest.Next(t, c)
 		if ev.Type == "message" && ev.Text == text {
 			return ev
 		}
@@ -180,14 +112,14 @@ func TestHelloReplayReady(t *testing.T) {
 	if len(evs) != 2 || ready.Cursor != "0-0" || fmt.Sprint(ready.Online) != "[ann]" {
 		t.Fatalf("events = %+v", evs)
 	}
-	join := next(t, a)
+	join := clienttest.Next(t, a)
 	if join.Type != "join" || join.From != "ann" || join.Room != "r1" || join.Replay {
 		t.Fatalf("first live event = %+v, want ann's join", join)
 	}
 	if _, err := time.Parse(time.RFC3339Nano, join.TS); err != nil || !strings.HasSuffix(join.TS, "Z") || len(join.TS) != len("2006-01-02T15:04:05.000Z") {
 		t.Fatalf("ts %q is not RFC 3339 UTC with milliseconds", join.TS)
 	}
-	id := send(t, a, "  hello  ")
+	id := clienttest.Send(t, a, "  hello  ")
 	msg := expectMessage(t, a, "hello")
 	if msg.ID != id || msg.From != "ann" {
 		t.Fatalf("echo = %+v, ack id %s", msg, id)
@@ -196,12 +128,12 @@ func TestHelloReplayReady(t *testing.T) {
 
 func TestNameFromCookie(t *testing.T) {
 	e := newEnv(t, hub.Options{}, gateway.Options{})
-	c := dialURL(t, e.wsURL("room=r1"), &client.Options{Header: http.Header{"Cookie": {"username=" + url.QueryEscape("Zoë B")}}})
-	if hello := next(t, c); hello.You != "Zoë B" || hello.Room != "r1" {
+	c := clienttest.Dial(t, e.wsURL("room=r1"), &client.Options{Header: http.Header{"Cookie": {"username=" + url.QueryEscape("Zoë B")}}})
+	if hello := clienttest.Next(t, c); hello.You != "Zoë B" || hello.Room != "r1" {
 		t.Fatalf("hello = %+v", hello)
 	}
 	d := e.dial("name=dan")
-	if hello := next(t, d); hello.Room != "lobby" {
+	if hello := clienttest.Next(t, d); hello.Room != "lobby" {
 		t.Fatalf("default room = %q", hello.Room)
 	}
 }
@@ -223,11 +155,11 @@ func TestBadHandshake(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := e.dial(tt.query)
-			ev := next(t, c)
+			ev := clienttest.Next(t, c)
 			if ev.Type != "error" || ev.Code != tt.code || ev.Message == "" {
 				t.Fatalf("first event = %+v, want error %s", ev, tt.code)
 			}
-			if code := closeCode(t, c); code != websocket.StatusPolicyViolation {
+			if code := clienttest.CloseCode(t, c); code != websocket.StatusPolicyViolation {
 				t.Fatalf("close code = %v, want 1008", code)
 			}
 		})
@@ -248,8 +180,8 @@ func TestOriginCheck(t *testing.T) {
 		t.Fatalf("cross-origin handshake: err=%v resp=%v, want 403", err, resp)
 	}
 	for _, origin := range []string{"https://chat.example.com", e.http.URL} {
-		c := dialURL(t, e.wsURL("room=r1&name=ann"), &client.Options{Header: http.Header{"Origin": {origin}}})
-		if ev := next(t, c); ev.Type != "hello" {
+		c := clienttest.Dial(t, e.wsURL("room=r1&name=ann"), &client.Options{Header: http.Header{"Origin": {origin}}})
+		if ev := clienttest.Next(t, c); ev.Type != "hello" {
 			t.Fatalf("origin %s: first event %+v", origin, ev)
 		}
 	}
@@ -288,12 +220,12 @@ func TestBadFrames(t *testing.T) {
 			if err := c.SendRaw(ctx, tt.typ, []byte(tt.frame)); err != nil {
 				t.Fatal(err)
 			}
-			ev := nextOf(t, c, "error")
+			ev := clienttest.NextOf(t, c, "error")
 			if ev.Code != tt.code || ev.Nonce != tt.nonce {
 				t.Fatalf("error = %+v, want code %s nonce %q", ev, tt.code, tt.nonce)
 			}
 			text := fmt.Sprint("ok", i)
-			send(t, c, text)
+			clienttest.Send(t, c, text)
 			expectMessage(t, c, text)
 			expectMessage(t, watcher, text)
 		})
@@ -312,7 +244,7 @@ func TestPlainTextFrame(t *testing.T) {
 	// The ack and the echo through the tail may come in either order.
 	var ack, echo client.Event
 	for ack.Type == "" || echo.Type == "" {
-		switch ev := next(t, c); ev.Type {
+		switch ev := clienttest.Next(t, c); ev.Type {
 		case "ack":
 			ack = ev
 		case "message":
@@ -333,14 +265,14 @@ func TestOversizeFrameCloses1009(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	_ = c.SendRaw(ctx, websocket.MessageText, []byte(strings.Repeat("x", 2048)))
-	if code := closeCode(t, c); code != websocket.StatusMessageTooBig {
+	if code := clienttest.CloseCode(t, c); code != websocket.StatusMessageTooBig {
 		t.Fatalf("close code = %v, want 1009", code)
 	}
 	// The room goes on: the watcher sees ann leave and can still talk.
-	if ev := nextOf(t, watcher, "leave"); ev.From != "ann" {
+	if ev := clienttest.NextOf(t, watcher, "leave"); ev.From != "ann" {
 		t.Fatalf("leave = %+v", ev)
 	}
-	send(t, watcher, "still here")
+	clienttest.Send(t, watcher, "still here")
 	expectMessage(t, watcher, "still here")
 }
 
@@ -359,7 +291,7 @@ func TestFloodIsRateLimited(t *testing.T) {
 	}
 	acks, limited := 0, 0
 	for acks+limited < frames {
-		switch ev := next(t, c); ev.Type {
+		switch ev := clienttest.Next(t, c); ev.Type {
 		case "ack":
 			acks++
 		case "error":
@@ -407,10 +339,10 @@ func TestResumeDecisions(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			room := "res" + strings.ReplaceAll(strings.ToLower(tt.name), " ", "")
 			c := e.dial("room=" + room + "&name=ann&since=" + url.QueryEscape(tt.since))
-			if hello := next(t, c); hello.Type != "hello" || hello.Resumed != tt.resumed {
+			if hello := clienttest.Next(t, c); hello.Type != "hello" || hello.Resumed != tt.resumed {
 				t.Fatalf("hello = %+v, want resumed=%v", hello, tt.resumed)
 			}
-			nextOf(t, c, "ready")
+			clienttest.NextOf(t, c, "ready")
 		})
 	}
 }
@@ -419,9 +351,9 @@ func TestSinceGetsEntriesAfterIt(t *testing.T) {
 	e := newEnv(t, hub.Options{}, gateway.Options{})
 	a := e.dial("room=r1&name=ann")
 	untilReady(t, a)
-	first := send(t, a, "one")
-	send(t, a, "two")
-	send(t, a, "three")
+	first := clienttest.Send(t, a, "one")
+	clienttest.Send(t, a, "two")
+	clienttest.Send(t, a, "three")
 	b := e.dial("room=r1&name=bob&since=" + first)
 	evs := untilReady(t, b)
 	if !evs[0].Resumed {
@@ -440,7 +372,7 @@ func TestSinceGetsEntriesAfterIt(t *testing.T) {
 	if ready := evs[len(evs)-1]; ready.Cursor != evs[len(evs)-2].ID {
 		t.Fatalf("ready.cursor = %s, want the last entry sent %s", ready.Cursor, evs[len(evs)-2].ID)
 	}
-	if join := next(t, b); join.Type != "join" || join.From != "bob" {
+	if join := clienttest.Next(t, b); join.Type != "join" || join.From != "bob" {
 		t.Fatalf("first live event = %+v", join)
 	}
 }
@@ -449,14 +381,14 @@ func TestSinceGetsEntriesAfterIt(t *testing.T) {
 // Redis, without slowing anyone else.
 func TestSlowClientCatchesUpFromRedis(t *testing.T) {
 	e := newEnv(t, hub.Options{Window: 8, Batch: 4}, gateway.Options{Rate: 1000, Burst: 1000})
-	slow := dialURL(t, e.wsURL("room=r1&name=slow"), &client.Options{Buffer: 1})
+	slow := clienttest.Dial(t, e.wsURL("room=r1&name=slow"), &client.Options{Buffer: 1})
 	fast := e.dial("room=r1&name=fast")
 	untilReady(t, fast)
 	const n = 100
 	want := make([]string, n)
 	for i := range n {
 		want[i] = fmt.Sprint("m", i)
-		send(t, fast, want[i])
+		clienttest.Send(t, fast, want[i])
 	}
 	for _, text := range want {
 		expectMessage(t, fast, text)
@@ -464,7 +396,7 @@ func TestSlowClientCatchesUpFromRedis(t *testing.T) {
 	// Only now does the slow client read; its cursor is far behind the window.
 	var got []string
 	for len(got) < n {
-		if ev := next(t, slow); ev.Type == "message" {
+		if ev := clienttest.Next(t, slow); ev.Type == "message" {
 			got = append(got, ev.Text)
 		}
 	}
@@ -486,7 +418,7 @@ func TestUnresponsiveClientIsDropped(t *testing.T) {
 	watcher := e.dial("room=r1&name=watch")
 	untilReady(t, watcher)
 	for {
-		ev := nextOf(t, watcher, "leave")
+		ev := clienttest.NextOf(t, watcher, "leave")
 		if ev.From == "mute" {
 			break
 		}
@@ -513,7 +445,7 @@ func TestDrainClosesWith1001AndLeaves(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []*client.Conn{a, b} {
-		if code := closeCode(t, c); code != websocket.StatusGoingAway {
+		if code := clienttest.CloseCode(t, c); code != websocket.StatusGoingAway {
 			t.Fatalf("close code = %v, want 1001", code)
 		}
 	}
@@ -559,8 +491,8 @@ func TestStuckWriterIsDropped(t *testing.T) {
 		if i == 2000 {
 			t.Fatal("the stuck reader was never dropped")
 		}
-		send(t, talker, fmt.Sprint(i, big))
-		nextOf(t, talker, "message") // the talker itself keeps up
+		clienttest.Send(t, talker, fmt.Sprint(i, big))
+		clienttest.NextOf(t, talker, "message") // the talker itself keeps up
 	}
 }
 
@@ -583,11 +515,11 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		h.Close()
 	})
 	u := "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws?"
-	a := dialURL(t, u+"room=m&name=ann", nil)
-	b := dialURL(t, u+"room=m&name=bob", nil)
+	a := clienttest.Dial(t, u+"room=m&name=ann", nil)
+	b := clienttest.Dial(t, u+"room=m&name=bob", nil)
 	untilReady(t, a)
 	untilReady(t, b)
-	send(t, a, "one")
+	clienttest.Send(t, a, "one")
 	expectMessage(t, b, "one")
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -595,7 +527,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	for range 3 { // past the burst of 2
 		_ = a.SendRaw(ctx, websocket.MessageText, []byte("flood"))
 	}
-	nextOf(t, a, "error")
+	clienttest.NextOf(t, a, "error")
 	_ = b.Close()
 
 	var body string
