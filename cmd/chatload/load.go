@@ -259,6 +259,7 @@ func runLoad(ctx context.Context, cfg loadConfig) (*result, error) {
 
 	// Measure.
 	before := sampleAll(cfg.Procs)
+	peaks := watchPeaks(ctx, cfg.Procs)
 	res.idleRSSBeforeConns = rssOf(baseline)
 	window := time.Now()
 	var sent, sendErrors atomic.Int64
@@ -364,6 +365,10 @@ func runLoad(ctx context.Context, cfg loadConfig) (*result, error) {
 	}
 	res.LatencyMicros["max"] = h.Max()
 	res.Procs = usage(before, after)
+	peak := peaks()
+	for i := range res.Procs {
+		res.Procs[i].PeakRSSKiB = max(peak[res.Procs[i].PID], res.Procs[i].RSSKiB)
+	}
 	res.CPUMicrosPerDeliv = map[string]float64{}
 	res.SyscallsPerDeliv = map[string]float64{}
 	res.RSSKiBPerConn = map[string]float64{}

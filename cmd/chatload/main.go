@@ -134,7 +134,7 @@ func printResult(w io.Writer, r *result) {
 	l := r.LatencyMicros
 	fmt.Fprintf(w, "%-22s p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n", "latency", micros(l["p50"]), micros(l["p90"]), micros(l["p99"]), micros(l["p99.9"]), micros(l["max"]))
 	for _, p := range r.Procs {
-		fmt.Fprintf(w, "%-22s pid %d: %.2f CPU-s, RSS %d KiB\n", p.Name, p.PID, p.CPUSeconds, p.RSSKiB)
+		fmt.Fprintf(w, "%-22s pid %d: %.2f CPU-s, RSS %d KiB (peak %d KiB)\n", p.Name, p.PID, p.CPUSeconds, p.RSSKiB, p.PeakRSSKiB)
 	}
 	for name, us := range r.CPUMicrosPerDeliv {
 		fmt.Fprintf(w, "%-22s %.2f µs per delivery\n", name+" CPU", us)

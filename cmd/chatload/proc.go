@@ -2,10 +2,12 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // proc is a process whose CPU time and memory a run reports, by name
@@ -49,7 +51,38 @@ type procUsage struct {
 	PID        int     `json:"pid"`
 	CPUSeconds float64 `json:"cpu_seconds"`
 	RSSKiB     int64   `json:"rss_kib"`
+	PeakRSSKiB int64   `json:"peak_rss_kib"`
 	Syscalls   int64   `json:"syscalls"`
+}
+
+// watchPeaks samples the processes' resident memory every 250 ms until the
+// returned function is called, which returns the peak of each, by PID.
+func watchPeaks(ctx context.Context, procs []proc) (stop func() map[int]int64) {
+	peak := map[int]int64{}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			for _, s := range sampleAll(procs) {
+				peak[s.PID] = max(peak[s.PID], s.rssKiB)
+			}
+			select {
+			case <-t.C:
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return func() map[int]int64 {
+		close(done)
+		<-finished
+		return peak
+	}
 }
 
 // clockTicks is USER_HZ, 100 on every Linux this runs on.
