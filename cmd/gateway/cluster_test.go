@@ -113,3 +113,24 @@ func TestRedisCluster(t *testing.T) {
 	}
 	t.Logf("rooms per master: %v", perNode)
 }
+
+// Through a Sentinel: go-redis asks it for the master and talks to that.
+func TestRedisSentinel(t *testing.T) {
+	master := redistest.Start(t)
+	sentinel := redistest.StartSentinel(t, master, "chatmaster")
+	cfg := testConfig(sentinel.URL(), "S", config.TailShared)
+	cfg.RedisSentinelMaster = "chatmaster"
+	r := startReplica(t, cfg)
+	room := uniqueRoom("sentinel")
+	a := dial(t, r.wsURL(room, "ann", ""))
+	b := dial(t, r.wsURL(room, "bob", ""))
+	clienttest.UntilReady(t, a)
+	clienttest.UntilReady(t, b)
+	id := clienttest.Send(t, a, "via sentinel")
+	if got := clienttest.Messages(t, b, 1)[0]; got.ID != id {
+		t.Fatalf("bob got %+v", got)
+	}
+	if n, err := master.Client().Exists(context.Background(), "chat:{"+room+"}:log").Result(); err != nil || n != 1 {
+		t.Fatalf("the room's stream is not on the master: %d, %v", n, err)
+	}
+}

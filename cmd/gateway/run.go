@@ -43,7 +43,7 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	defer func() { _ = log.Sync() }()
 	log = log.With(zap.String("replica", cfg.ReplicaID))
 
-	rdb, blocking, closeRedis, err := openRedis(cfg.RedisURL, log)
+	rdb, blocking, closeRedis, err := openRedis(cfg.RedisURL, cfg.RedisSentinelMaster, log)
 	if err != nil {
 		return err
 	}
@@ -130,7 +130,7 @@ func newLogger(cfg config.Config, out io.Writer) (*zap.Logger, error) {
 // commands, and a pool for blocking reads, which hold a connection each (one
 // per active room in shared mode, one per user in direct mode). The returned
 // close function may be called more than once.
-func openRedis(url string, log *zap.Logger) (cmds, blocking redis.UniversalClient, closeAll func(), err error) {
+func openRedis(url, sentinelMaster string, log *zap.Logger) (cmds, blocking redis.UniversalClient, closeAll func(), err error) {
 	var opts *redis.UniversalOptions
 	var mr *miniredis.Miniredis
 	if url == "" {
@@ -143,6 +143,9 @@ func openRedis(url string, log *zap.Logger) (cmds, blocking redis.UniversalClien
 	} else if opts, err = parseRedisURL(url); err != nil {
 		return nil, nil, nil, err
 	}
+	// With a master name the addresses are Sentinels, and go-redis follows
+	// their failovers.
+	opts.MasterName = sentinelMaster
 	cmdOpts, blockOpts := *opts, *opts
 	// Commands are short; a burst of joins or leaves queues for a pooled
 	// connection instead of opening one per user.
@@ -167,7 +170,8 @@ func openRedis(url string, log *zap.Logger) (cmds, blocking redis.UniversalClien
 }
 
 // parseRedisURL accepts redis:// or rediss:// URLs, or a comma-separated
-// list of cluster nodes (URLs or host:port), which selects Redis Cluster.
+// list of cluster nodes (URLs or host:port), which selects Redis Cluster —
+// or, with CHAT_REDIS_SENTINEL_MASTER, the Sentinels.
 func parseRedisURL(raw string) (*redis.UniversalOptions, error) {
 	parts := strings.Split(raw, ",")
 	var first *redis.Options

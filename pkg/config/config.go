@@ -30,22 +30,25 @@ const (
 // Config is the whole configuration of a gateway replica. Each field's
 // default is in its tag; the README documents them all.
 type Config struct {
-	Addr           string        `split_words:"true" default:":8080"`
-	RedisURL       string        `split_words:"true"` // empty: embedded in-memory Redis
-	ReplicaID      string        `split_words:"true"` // empty: hostname + random suffix
-	StreamMaxlen   int64         `split_words:"true" default:"2000"`
-	History        int           `split_words:"true" default:"50"`
-	MaxText        int           `split_words:"true" default:"4000"`
-	MaxFrame       int64         `split_words:"true" default:"65536"`
-	Rate           float64       `split_words:"true" default:"5"`
-	Burst          int           `split_words:"true" default:"10"`
-	TailMode       string        `split_words:"true" default:"shared"`
-	AllowedOrigins []string      `split_words:"true"`
-	TrustedProxies []string      `split_words:"true"` // CIDRs whose X-Forwarded-For is believed
-	PingInterval   time.Duration `split_words:"true" default:"25s"`
-	ShutdownGrace  time.Duration `split_words:"true" default:"10s"`
-	LogLevel       string        `split_words:"true" default:"info"`
-	LogFormat      string        `split_words:"true" default:"json"`
+	Addr     string `split_words:"true" default:":8080"`
+	RedisURL string `split_words:"true"` // empty: embedded in-memory Redis
+	// RedisSentinelMaster, when set, makes RedisURL the list of Sentinels
+	// and names the master they watch.
+	RedisSentinelMaster string        `split_words:"true"`
+	ReplicaID           string        `split_words:"true"` // empty: hostname + random suffix
+	StreamMaxlen        int64         `split_words:"true" default:"2000"`
+	History             int           `split_words:"true" default:"50"`
+	MaxText             int           `split_words:"true" default:"4000"`
+	MaxFrame            int64         `split_words:"true" default:"65536"`
+	Rate                float64       `split_words:"true" default:"5"`
+	Burst               int           `split_words:"true" default:"10"`
+	TailMode            string        `split_words:"true" default:"shared"`
+	AllowedOrigins      []string      `split_words:"true"`
+	TrustedProxies      []string      `split_words:"true"` // CIDRs whose X-Forwarded-For is believed
+	PingInterval        time.Duration `split_words:"true" default:"25s"`
+	ShutdownGrace       time.Duration `split_words:"true" default:"10s"`
+	LogLevel            string        `split_words:"true" default:"info"`
+	LogFormat           string        `split_words:"true" default:"json"`
 }
 
 // FromEnv reads and validates the configuration. The error names the
@@ -84,6 +87,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Addr == "":
 		return bad("ADDR", "must not be empty")
+	case c.RedisSentinelMaster != "" && c.RedisURL == "":
+		return bad("REDIS_SENTINEL_MASTER", "needs CHAT_REDIS_URL to list the Sentinels")
 	case c.StreamMaxlen < 100:
 		return bad("STREAM_MAXLEN", "must be at least 100")
 	case c.History < 1 || c.History > 1000:

@@ -61,6 +61,7 @@ func TestFromEnvRejects(t *testing.T) {
 		{"log format", "CHAT_LOG_FORMAT", "xml"},
 		{"log level", "CHAT_LOG_LEVEL", "loud"},
 		{"trusted proxies", "CHAT_TRUSTED_PROXIES", "10.0.0.0/8,nonsense"},
+		{"sentinel without sentinels", "CHAT_REDIS_SENTINEL_MASTER", "mymaster"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

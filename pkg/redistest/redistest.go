@@ -37,7 +37,8 @@ type Server struct {
 	external bool
 	cmd      *exec.Cmd
 	exited   chan struct{}
-	cluster  bool // started with --cluster-enabled
+	cluster  bool   // started with --cluster-enabled
+	sentinel string // "NAME HOST PORT": a Sentinel watching that master
 }
 
 // Start starts a redis-server on a free loopback port with its own temporary
@@ -155,6 +156,14 @@ func (s *Server) launch() error {
 	if s.cluster {
 		cmd.Args = append(cmd.Args, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(s.dir, "nodes.conf"))
 	}
+	if s.sentinel != "" {
+		// A Sentinel rewrites its configuration file, so it gets its own.
+		conf := filepath.Join(s.dir, "sentinel.conf")
+		if err := os.WriteFile(conf, []byte("sentinel monitor "+s.sentinel+" 1\n"), 0o600); err != nil {
+			return err
+		}
+		cmd.Args = append([]string{cmd.Args[0], conf, "--sentinel"}, cmd.Args[1:]...)
+	}
 	logPath := filepath.Join(s.dir, "redis.log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -244,6 +253,33 @@ func checkVersion(t testing.TB, bin string) {
 	}
 	if major, _ := strconv.Atoi(string(m[1])); major < 7 {
 		t.Fatalf("%s is %s; %s", bin, strings.TrimSpace(string(out)), installHint)
+	}
+}
+
+// StartSentinel starts a Redis Sentinel that watches master under name, and
+// stops it when the test ends.
+func StartSentinel(t testing.TB, master *Server, name string) *Server {
+	t.Helper()
+	if master.external {
+		t.Fatal("a Sentinel test needs a local redis-server; unset " + EnvURL)
+	}
+	host, port, _ := net.SplitHostPort(master.addr)
+	s := &Server{t: t, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))), dir: t.TempDir(),
+		sentinel: name + " " + host + " " + port}
+	s.start()
+	t.Cleanup(s.stop)
+	c := redis.NewSentinelClient(&redis.Options{Addr: s.addr})
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		addr, err := c.GetMasterAddrByName(context.Background(), name).Result()
+		if err == nil && len(addr) == 2 && net.JoinHostPort(addr[0], addr[1]) == master.addr {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sentinel does not know master %s: %v %v", name, addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
