@@ -7,9 +7,11 @@ package deploy_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"text/tabwriter"
@@ -19,11 +21,14 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/kelseyhightower/envconfig"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/kustomize/kyaml/yaml"
 
 	"github.com/streamchat/streamchat/pkg/config"
+	"github.com/streamchat/streamchat/pkg/metrics"
 )
 
 // knownEnv is every CHAT_ variable the gateway reads.
@@ -306,6 +311,55 @@ func TestNginxConfig(t *testing.T) {
 	for _, want := range []string{"resolver 127.0.0.11", "proxy_set_header Upgrade", "X-Forwarded-For", "proxy_read_timeout 75s"} {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("nginx.conf lacks %q", want)
+		}
+	}
+}
+
+// The dashboard queries only metrics the gateway exports.
+func TestGrafanaDashboard(t *testing.T) {
+	raw, err := os.ReadFile("grafana/streamchat.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("dashboard is not JSON: %v", err)
+	}
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg, "test")
+	// Vectors appear once a label value has been used.
+	m.ConnsClosed.WithLabelValues(metrics.ReasonClient)
+	m.RedisErrors.WithLabelValues("xread")
+	m.Rejected.WithLabelValues("bad_request")
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exported := map[string]bool{}
+	for _, f := range families {
+		exported[f.GetName()] = true
+		if f.GetType() == dto.MetricType_HISTOGRAM {
+			exported[f.GetName()+"_bucket"] = true
+		}
+	}
+	names := regexp.MustCompile(`streamchat_[a-z_]+`)
+	if len(dash.Panels) == 0 {
+		t.Fatal("no panels")
+	}
+	for _, p := range dash.Panels {
+		for _, target := range p.Targets {
+			for _, name := range names.FindAllString(target.Expr, -1) {
+				if !exported[name] {
+					t.Errorf("panel %q queries %s, which the gateway does not export", p.Title, name)
+				}
+			}
 		}
 	}
 }
