@@ -1,6 +1,7 @@
 // Package gateway serves the HTTP side of a replica: the websocket endpoint
-// with its per-connection read and write loops, health and readiness, and
-// the drain on shutdown. Rooms, cursors and storage live behind the Hub.
+// with each connection's read loop and on-demand write pump, health,
+// readiness and metrics, and the drain on shutdown. Rooms, cursors and
+// storage live behind the Hub.
 package gateway
 
 import (

@@ -8,9 +8,10 @@ import (
 	"github.com/streamchat/streamchat/pkg/chat"
 )
 
-// Session is one connection's membership of a room: its cursor and its
-// read loop. Next must be called from one goroutine; Post may be called
-// concurrently with it.
+// Session is one connection's membership of a room: its cursor and how it
+// reads on. Next, TryNext and Notify must not run concurrently with each
+// other (one reader at a time, in sequence); Post and Leave may be called
+// from another goroutine.
 type Session struct {
 	h      *Hub
 	r      *room
