@@ -110,16 +110,6 @@ func (s *Store) Refresh(ctx context.Context, room string, members []chat.Member,
 	return n, nil
 }
 
-// Online returns the distinct names of members that have not expired.
-func (s *Store) Online(ctx context.Context, room string) ([]string, error) {
-	key := s.OnlineKey(room)
-	members, err := s.rdb.ZRangeByScore(ctx, key, &redis.ZRangeBy{Min: "(" + msScore(time.Now()), Max: "+inf"}).Result()
-	if err != nil {
-		return nil, fmt.Errorf("zrangebyscore %s: %w", key, err)
-	}
-	return distinctNames(members), nil
-}
-
 func distinctNames(members []string) []string {
 	seen := make(map[string]struct{}, len(members))
 	names := make([]string, 0, len(members))
