@@ -455,11 +455,9 @@ func (c *conn) sendError(ctx context.Context, err error) {
 func (c *conn) fail(err error) {
 	c.closeOnce.Do(func() {
 		c.reason = err
-		switch {
-		case errors.Is(err, errShutdown), errors.Is(err, errJoin), errors.Is(err, hub.ErrLagged), errors.Is(err, hub.ErrClosed):
-			_, code, reason := toClient(err)
+		if _, code, reason := toClient(err); code > 0 {
 			_ = c.ws.Close(code, reason)
-		default:
+		} else {
 			_ = c.ws.CloseNow()
 		}
 	})
@@ -477,9 +475,9 @@ func (c *conn) serverReason(readErr error) error {
 // endReason says, for the log, why the connection ended.
 func (c *conn) endReason(readErr error) string {
 	var ce websocket.CloseError
-	switch {
-	case c.reason != nil && c.reason != readErr:
-		return c.reason.Error()
+	switch serverErr := c.serverReason(readErr); {
+	case serverErr != nil:
+		return serverErr.Error()
 	case errors.As(readErr, &ce):
 		return "client closed: " + ce.Code.String()
 	case errors.Is(readErr, websocket.ErrMessageTooBig):

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"errors"
 
 	"github.com/coder/websocket"
@@ -22,9 +21,11 @@ var (
 )
 
 // toClient is the one place where failures become what the client sees:
-// an error event (nil when none is sent) and, when the connection must end,
-// a close code and reason. Internal details never reach the client; the
-// caller logs err itself.
+// an error event (nil when none is sent) and what happens to the
+// connection: code -1 keeps it open, 0 drops it at once (the peer is gone
+// or not responding, so no close handshake can complete), any other code
+// closes it with that code and reason. Internal details never reach the
+// client; the caller logs err itself.
 func toClient(err error) (ev *chat.Error, code websocket.StatusCode, reason string) {
 	var ce *chat.Error
 	switch {
@@ -40,12 +41,11 @@ func toClient(err error) (ev *chat.Error, code websocket.StatusCode, reason stri
 		return nil, websocket.StatusGoingAway, "server shutting down; reconnect"
 	case errors.Is(err, hub.ErrLagged):
 		return nil, websocket.StatusTryAgainLater, "fell behind the room; reconnect"
-	case errors.Is(err, errPingTimeout), errors.Is(err, errWriteTimeout):
-		return nil, websocket.StatusPolicyViolation, "not responding"
-	case errors.Is(err, context.Canceled):
-		return nil, websocket.StatusNormalClosure, ""
 	}
-	return &chat.Error{Code: chat.CodeInternal, Message: "internal error"}, websocket.StatusInternalError, "internal error"
+	// Unresponsive (ping or write timeout), already closed by the peer or
+	// by the library (1009), a broken socket, or a bug: nothing orderly is
+	// left to do.
+	return &chat.Error{Code: chat.CodeInternal, Message: "internal error"}, 0, ""
 }
 
 // closeReason is the bounded label a connection's end is counted under.

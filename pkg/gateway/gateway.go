@@ -105,6 +105,7 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	sweeper  sync.Once // started with the first connection, ended by Drain
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	draining bool
@@ -112,11 +113,12 @@ type Server struct {
 }
 
 // New returns a Server. web serves everything that is not an API path.
-// Drain ends it, including its background goroutine.
+// Drain ends it, including the background goroutine its first websocket
+// starts.
 func New(h Hub, store Pinger, web http.Handler, log *zap.Logger, opts Options) *Server {
 	opts.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{
+	return &Server{
 		hub:    h,
 		store:  store,
 		web:    web,
@@ -126,8 +128,6 @@ func New(h Hub, store Pinger, web http.Handler, log *zap.Logger, opts Options) *
 		cancel: cancel,
 		conns:  make(map[*conn]struct{}),
 	}
-	go s.sweep() // ends with s.ctx, at the end of Drain
-	return s
 }
 
 // sweep drops connections whose write has not completed within
@@ -211,6 +211,7 @@ func (s *Server) track(c *conn) bool {
 	}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
+	s.sweeper.Do(func() { go s.sweep() }) // ends with s.ctx, at the end of Drain
 	return true
 }
 

@@ -46,13 +46,10 @@ func (s *Session) Cursor() chat.ID { return s.cursor }
 // after the cursor are gone from the stream, with ErrClosed when the hub
 // closes, and with ctx's error when ctx ends. Redis failures are retried.
 func (s *Session) Next(ctx context.Context) ([]Entry, error) {
-	if s.h.opts.Direct {
-		if len(s.pending) > 0 {
-			return s.takePending(), nil
-		}
+	if s.h.opts.Direct && len(s.pending) == 0 {
 		return s.nextDirect(ctx)
 	}
-	return s.next(ctx, true)
+	return s.next(ctx, true) // takes a resume's first page, in either mode
 }
 
 // TryNext is Next without the wait: when nothing is ready it returns no
