@@ -52,7 +52,7 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg, version)
 	st := store.New(rdb, store.Options{MaxLen: cfg.StreamMaxlen, Blocking: blocking})
-	h := hub.New(st, log, hub.Options{Direct: cfg.TailMode == config.TailDirect, History: cfg.History, Metrics: m})
+	h := hub.New(st, log, hub.Options{Direct: cfg.TailMode == config.TailDirect, History: cfg.History, Encode: gateway.EncodeEntry, Metrics: m})
 	defer h.Close()
 	gw := gateway.New(h, st, web.Handler(), log, gateway.Options{
 		Replica:        cfg.ReplicaID,

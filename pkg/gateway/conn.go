@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -19,11 +18,13 @@ import (
 	"github.com/streamchat/streamchat/pkg/metrics"
 )
 
-// conn is one websocket client. Its handler goroutine reads frames; a second
-// goroutine writes the room's entries; a timer pings.
+// conn is one websocket client. A goroutine reads its frames; the room's
+// tailer writes it the room's entries while it keeps up, and a pump
+// goroutine when it does not; a timer pings.
 type conn struct {
 	s  *Server
 	ws *websocket.Conn
+	w  *wire
 	id string
 	// fields identify the connection in its log lines. They are kept as
 	// fields, not a derived logger, which would hold an encoded copy per
@@ -31,18 +32,15 @@ type conn struct {
 	fields []zap.Field
 	sess   *hub.Session
 
-	// The write pump runs only while there is something to send: an idle
-	// connection holds no writer goroutine. The room's tailer kicks it.
+	// The write pump runs only while the connection is behind the room's
+	// tailer: a connection that keeps up is written to by the tailer (Offer),
+	// and an idle one holds no writer goroutine. Wake starts it.
+	pumpCtx     context.Context
 	pumpMu      sync.Mutex
 	pumpIdle    *sync.Cond
 	pumpRunning bool
 	pumpStopped bool
-	kickFn      func()
 	frames      [][]byte // reused by the pumps, which run one at a time
-
-	// writeStart is when the write in progress began (Unix ns), 0 when
-	// none is: the server's sweeper drops connections stuck in a write.
-	writeStart atomic.Int64
 
 	closeOnce sync.Once
 	reason    error // why the server ended the connection; set once
@@ -96,13 +94,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	params, perr := parseParams(r)
 	// Accept checks the Origin: the request's own host, or an allowed
 	// pattern. Anything else gets 403 before any upgrade.
-	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{OriginPatterns: s.opts.AllowedOrigins})
+	wr := &wire{}
+	ws, err := websocket.Accept(hijacker{w, wr}, r, &websocket.AcceptOptions{OriginPatterns: s.opts.AllowedOrigins})
 	if err != nil {
 		s.log.Debug("handshake refused", zap.String("remote_addr", clientAddr(r, s.opts.TrustedProxies)), zap.Error(err))
 		return
 	}
 	ws.SetReadLimit(s.opts.MaxFrame)
-	c := &conn{s: s, ws: ws, id: newConnID()}
+	c := &conn{s: s, ws: ws, w: wr, id: newConnID()}
 	c.fields = []zap.Field{zap.String("conn_id", c.id), zap.String("room", params.room),
 		zap.String("name", params.name), zap.String("remote_addr", clientAddr(r, s.opts.TrustedProxies)), zap.String("replica", s.opts.Replica)}
 	if perr != nil {
@@ -130,9 +129,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 
 // refuse sends the handshake error and closes with 1008.
 func (c *conn) refuse(e *chat.Error) {
-	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.opts.WriteTimeout)
-	defer cancel()
-	_ = c.ws.Write(ctx, websocket.MessageText, chat.EncodeError(e))
+	_ = c.w.write(textFrame(chat.EncodeError(e)))
 	code, reason := handshakeError(e)
 	_ = c.ws.Close(code, reason)
 	c.logf(zapcore.InfoLevel, "connection refused", zap.String("code", string(e.Code)), zap.String("reason", e.Message))
@@ -170,7 +167,7 @@ func (c *conn) serve(p joinParams) (loop func()) {
 		c.fail(err)
 		cancel()
 		writerDone <- nil
-	case sess.Notifies():
+	case sess.Follows():
 		c.startPump(ctx)
 		writerDone <- nil
 	default: // direct mode: a loop blocked in its own XREAD
@@ -220,14 +217,14 @@ func (c *conn) greet(ctx context.Context, p joinParams) error {
 	sess := c.sess
 	o := c.s.opts
 	frames := make([][]byte, 0, 2+len(sess.Replay))
-	frames = append(frames, chat.EncodeHello(chat.Hello{
+	frames = append(frames, textFrame(chat.EncodeHello(chat.Hello{
 		Room: p.room, You: p.name, Replica: o.Replica, Resumed: sess.Resumed,
 		Limits: chat.Limits{MaxText: o.MaxText, MaxFrame: int(o.MaxFrame), Rate: o.Rate, Burst: o.Burst},
-	}))
+	})))
 	for _, e := range sess.Replay {
-		frames = append(frames, chat.EncodeEvent(e, true))
+		frames = append(frames, textFrame(chat.EncodeEvent(e, true)))
 	}
-	if err := c.write(ctx, frames...); err != nil {
+	if err := c.w.write(frames...); err != nil {
 		return err
 	}
 	// Resuming: deliver every entry up to the boundary before ready, so
@@ -248,17 +245,17 @@ func (c *conn) greet(ctx context.Context, p joinParams) error {
 			frames = append(frames, e.Frame)
 			cursor = e.ID
 		}
-		if err := c.write(ctx, frames...); err != nil {
+		if err := c.w.write(frames...); err != nil {
 			return err
 		}
 	}
-	frames = append(frames[:0], chat.EncodeReady(cursor, sess.Online))
+	frames = append(frames[:0], textFrame(chat.EncodeReady(cursor, sess.Online)))
 	for _, e := range rest {
 		frames = append(frames, e.Frame)
 	}
 	// Sent: do not keep the history and the names for the connection's life.
 	sess.Replay, sess.Online = nil, nil
-	return c.write(ctx, frames...)
+	return c.w.write(frames...)
 }
 
 // writeLoop sends the room's entries after the cursor until the connection
@@ -273,23 +270,47 @@ func (c *conn) writeLoop(ctx context.Context) error {
 			}
 			return err
 		}
-		if err := c.writeBatch(ctx, batch); err != nil {
+		if err := c.writeBatch(batch); err != nil {
 			c.fail(err)
 			return err
 		}
 	}
 }
 
-// startPump sends whatever is ready and arranges to be kicked when more is.
+// startPump sends whatever is ready and then follows the room.
 func (c *conn) startPump(ctx context.Context) {
 	c.pumpIdle = sync.NewCond(&c.pumpMu)
-	c.kickFn = func() { c.kick(ctx) }
-	c.kick(ctx)
+	c.pumpCtx = ctx
+	c.Wake()
 }
 
-// kick starts a pump unless one is running or the connection is ending.
-// It never blocks: the room's tailer calls it for every waiting connection.
-func (c *conn) kick(ctx context.Context) {
+// Offer writes entries the room's tailer hands over, as far as the socket
+// takes them without waiting (hub.Follower). A connection that keeps up is
+// written to from here alone; one that does not is woken to catch up in
+// its pump.
+func (c *conn) Offer(entries []hub.Entry) (int, bool) {
+	if !c.w.tryLock() {
+		return 0, false
+	}
+	taken, ok := 0, true
+	for _, e := range entries {
+		sent, err := c.w.tryWrite(e.Frame)
+		if sent || c.w.rest != nil {
+			taken++ // whole, or its rest goes out before anything else
+		}
+		if !sent || err != nil {
+			ok = false // the pump finishes it, or meets the error and ends
+			break
+		}
+	}
+	c.w.mu.Unlock()
+	c.delivered(entries[:taken])
+	return taken, ok
+}
+
+// Wake starts a pump unless one is running or the connection is ending
+// (hub.Follower). It never blocks.
+func (c *conn) Wake() {
 	c.pumpMu.Lock()
 	if c.pumpStopped || c.pumpRunning {
 		c.pumpMu.Unlock()
@@ -297,22 +318,21 @@ func (c *conn) kick(ctx context.Context) {
 	}
 	c.pumpRunning = true
 	c.pumpMu.Unlock()
-	go c.pump(ctx)
+	go c.pump(c.pumpCtx)
 }
 
-// pump writes the entries after the cursor until none are ready, then asks
-// the room for a kick and ends. Pumps run one at a time, so each connection
-// still has one ordered writer, and a slow client delays only its own pump.
+// pump sends what Offer left, then the entries after the cursor until none
+// are ready, then follows the room again and ends. Pumps run one at a time
+// and never while the connection follows, so each connection has one
+// ordered writer, and a slow client delays only its own pump.
 func (c *conn) pump(ctx context.Context) {
-	var err error
-	for {
+	err := c.w.write()
+	for err == nil {
 		var batch []hub.Entry
 		if batch, err = c.sess.TryNext(ctx); err != nil || len(batch) == 0 {
 			break
 		}
-		if err = c.writeBatch(ctx, batch); err != nil {
-			break
-		}
+		err = c.writeBatch(batch)
 	}
 	if err != nil && ctx.Err() == nil {
 		c.fail(err)
@@ -323,11 +343,11 @@ func (c *conn) pump(ctx context.Context) {
 	c.pumpIdle.Broadcast()
 	c.pumpMu.Unlock()
 	if err == nil && !stopped {
-		c.sess.Notify(c.kickFn)
+		c.sess.Follow(c)
 	}
 }
 
-// stopPump stops kicks and waits for a running pump to finish.
+// stopPump stops wake-ups and waits for a running pump to finish.
 func (c *conn) stopPump() {
 	if c.pumpIdle == nil {
 		return
@@ -340,49 +360,39 @@ func (c *conn) stopPump() {
 	c.pumpMu.Unlock()
 }
 
-// writeBatch writes a batch of already-encoded entries and counts them.
-func (c *conn) writeBatch(ctx context.Context, batch []hub.Entry) error {
+// writeBatch writes a batch of entries, waiting for the socket, and
+// counts them.
+func (c *conn) writeBatch(batch []hub.Entry) error {
 	frames := c.frames[:0]
 	for _, e := range batch {
 		frames = append(frames, e.Frame)
 	}
-	err := c.write(ctx, frames...)
+	err := c.w.write(frames...)
 	clear(frames) // keep no frame alive between batches
 	c.frames = frames[:0]
 	if err != nil {
 		return err
 	}
+	c.delivered(batch)
+	return nil
+}
+
+// delivered counts entries written to the connection.
+func (c *conn) delivered(entries []hub.Entry) {
+	if len(entries) == 0 {
+		return
+	}
 	m := c.s.opts.Metrics
-	m.Deliveries.Add(float64(len(batch)))
+	m.Deliveries.Add(float64(len(entries)))
 	now := time.Now()
-	for _, e := range batch {
+	for _, e := range entries {
 		m.DeliverySeconds.Observe(now.Sub(e.ID.Time()).Seconds())
 	}
-	return nil
 }
 
-// write sends frames in order. It is bounded by WriteTimeout through the
-// server's sweeper rather than a context per write: a deadline context costs
-// a timer, a goroutine-safe registration and a map entry per call, which
-// showed as a third of the user time per delivery. A stuck write ends when
-// the sweeper (or the drain) closes the socket.
-func (c *conn) write(_ context.Context, frames ...[]byte) error {
-	if len(frames) == 0 {
-		return nil
-	}
-	c.writeStart.Store(time.Now().UnixNano())
-	defer c.writeStart.Store(0)
-	for _, f := range frames {
-		if err := c.ws.Write(context.Background(), websocket.MessageText, f); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// stuck reports whether a write has been in progress longer than limit.
+// stuck reports whether a write has been waiting longer than limit.
 func (c *conn) stuck(now time.Time, limit time.Duration) bool {
-	start := c.writeStart.Load()
+	start := c.w.writeStart.Load()
 	return start != 0 && now.UnixNano()-start > int64(limit)
 }
 
@@ -432,7 +442,7 @@ func (c *conn) readLoop(ctx context.Context) error {
 		}
 		m.MessagesAppended.Inc()
 		m.AppendSeconds.Observe(metrics.Since(postStart))
-		if err := c.write(ctx, chat.EncodeAck(msg.Nonce, id)); err != nil {
+		if err := c.w.write(textFrame(chat.EncodeAck(msg.Nonce, id))); err != nil {
 			c.fail(err)
 		}
 	}
@@ -444,7 +454,7 @@ func (c *conn) sendError(ctx context.Context, err error) {
 	if ev == nil {
 		return
 	}
-	if werr := c.write(ctx, chat.EncodeError(ev)); werr != nil {
+	if werr := c.w.write(textFrame(chat.EncodeError(ev))); werr != nil {
 		c.fail(werr)
 	}
 }
@@ -455,6 +465,7 @@ func (c *conn) sendError(ctx context.Context, err error) {
 func (c *conn) fail(err error) {
 	c.closeOnce.Do(func() {
 		c.reason = err
+		c.w.closing.Store(true) // no message after the close frame
 		if _, code, reason := toClient(err); code > 0 {
 			_ = c.ws.Close(code, reason)
 		} else {

@@ -113,8 +113,9 @@ type Server struct {
 }
 
 // New returns a Server. web serves everything that is not an API path.
-// Drain ends it, including the background goroutine its first websocket
-// starts.
+// The hub's entries must be encoded by EncodeEntry (hub.Options.Encode):
+// they are written to the sockets as they are. Drain ends the Server,
+// including the background goroutine its first websocket starts.
 func New(h Hub, store Pinger, web http.Handler, log *zap.Logger, opts Options) *Server {
 	opts.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())

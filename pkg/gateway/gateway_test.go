@@ -54,6 +54,7 @@ func newEnv(t *testing.T, hopts hub.Options, gopts gateway.Options) *env {
 		// keeps the default.
 		hopts.Block = 250 * time.Millisecond
 	}
+	hopts.Encode = gateway.EncodeEntry
 	h := hub.New(st, log, hopts)
 	gw := gateway.New(h, st, http.NotFoundHandler(), log, gopts)
 	ts := httptest.NewServer(gw.Handler())
@@ -405,6 +406,35 @@ func TestSlowClientCatchesUpFromRedis(t *testing.T) {
 	}
 }
 
+// A client that stops reading long enough for its socket to fill gets
+// every message whole and in order once it reads again: the room's writes
+// to it fall back from the tailer to its own pump mid-frame.
+func TestFullSocketLosesNothing(t *testing.T) {
+	e := newEnv(t, hub.Options{}, gateway.Options{MaxText: 60000, Rate: 1000, Burst: 1000})
+	slow := clienttest.Dial(t, e.wsURL("room=r1&name=slow"), &client.Options{Buffer: 1})
+	fast := e.dial("room=r1&name=fast")
+	untilReady(t, fast)
+	big := strings.Repeat("x", 50000)
+	const n = 300 // 15 MB: more than loopback's socket buffers hold
+	want := make([]string, n)
+	for i := range n {
+		want[i] = fmt.Sprint(i, big)
+		clienttest.Send(t, fast, want[i])
+		expectMessage(t, fast, want[i])
+	}
+	var got []string
+	for len(got) < n {
+		if ev := clienttest.Next(t, slow); ev.Type == "message" {
+			got = append(got, ev.Text)
+		}
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("message %d: got %.12q…, want %.12q…", i, got[i], want[i])
+		}
+	}
+}
+
 func TestUnresponsiveClientIsDropped(t *testing.T) {
 	e := newEnv(t, hub.Options{}, gateway.Options{PingInterval: time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
@@ -504,7 +534,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg, "test")
 	st := store.New(rdb, store.Options{Prefix: redistest.Prefix(t)})
-	h := hub.New(st, log, hub.Options{Block: 250 * time.Millisecond, Metrics: m})
+	h := hub.New(st, log, hub.Options{Block: 250 * time.Millisecond, Encode: gateway.EncodeEntry, Metrics: m})
 	gw := gateway.New(h, st, nil, log, gateway.Options{Metrics: m, MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Rate: 1, Burst: 2})
 	ts := httptest.NewServer(gw.Handler())
 	t.Cleanup(func() {

@@ -68,6 +68,10 @@ type Options struct {
 	// PresenceTTL is how long a member stays online without a refresh; the
 	// hub refreshes its members every third of it. Default 30s.
 	PresenceTTL time.Duration
+	// Encode turns a live entry into the bytes every connection is sent,
+	// once per replica. Default: the event's JSON (chat.EncodeEvent); the
+	// gateway passes its websocket framing of it.
+	Encode func(chat.Event) []byte
 	// Metrics receives the hub's counters. Default: discarded.
 	Metrics *metrics.Metrics
 }
@@ -90,6 +94,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.PresenceTTL <= 0 {
 		o.PresenceTTL = 30 * time.Second
+	}
+	if o.Encode == nil {
+		o.Encode = func(e chat.Event) []byte { return chat.EncodeEvent(e, false) }
 	}
 	if o.Metrics == nil {
 		o.Metrics = metrics.Discard()

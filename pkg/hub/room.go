@@ -12,17 +12,18 @@ import (
 	"github.com/streamchat/streamchat/pkg/chat"
 )
 
-// Entry is a stream entry with its live wire frame, encoded once per replica
-// and shared by every connection; Frame must not be modified.
+// Entry is a stream entry with its live wire frame (Options.Encode), encoded
+// once per replica and shared by every connection; Frame must not be
+// modified.
 type Entry struct {
 	ID    chat.ID
 	Frame []byte
 }
 
-func encode(events []chat.Event) []Entry {
+func (h *Hub) encode(events []chat.Event) []Entry {
 	entries := make([]Entry, len(events))
 	for i, e := range events {
-		entries[i] = Entry{ID: e.ID, Frame: chat.EncodeEvent(e, false)}
+		entries[i] = Entry{ID: e.ID, Frame: h.opts.Encode(e)}
 	}
 	return entries
 }
@@ -50,8 +51,13 @@ type room struct {
 	base    chat.ID // the window holds every entry after base
 	last    chat.ID // newest entry read by the tailer
 	wake    chan struct{}
-	waiters map[*Session]func() // notified once, on the next batch
 	stopped bool
+	// followers are the sessions the tailer hands new entries to; each
+	// knows its index (Session.follow). The tailer alone calls Offer, so
+	// while a session follows, the tailer owns its cursor.
+	followers []*Session
+
+	offering []*Session // the tailer's copy of followers for one batch
 }
 
 func newRoom(h *Hub, name string, from chat.ID) *room {
@@ -88,21 +94,16 @@ func (r *room) start() {
 	}
 }
 
-// stop ends the room's goroutines and tells its waiting sessions, which
-// then see ErrClosed. Called with the hub's mutex held.
+// stop ends the room's goroutines. Its followers are woken by the tailer
+// as it ends, and then see ErrClosed. Called with the hub's mutex held.
 func (r *room) stop() {
 	if r.idle != nil {
 		r.idle.Stop()
 	}
-	r.cancel()
 	r.mu.Lock()
 	r.stopped = true
-	waiters := r.waiters
-	r.waiters = nil
 	r.mu.Unlock()
-	for _, fn := range waiters {
-		fn()
-	}
+	r.cancel()
 }
 
 // tail reads the room's stream from the last entry it has into the window,
@@ -110,6 +111,7 @@ func (r *room) stop() {
 func (r *room) tail() {
 	r.h.opts.Metrics.Tailers.Inc()
 	defer r.h.opts.Metrics.Tailers.Dec()
+	defer r.release()
 	var failing bool
 	backoff := newBackoff()
 	for r.ctx.Err() == nil {
@@ -133,13 +135,18 @@ func (r *room) tail() {
 		backoff.reset()
 		r.lastRead.Store(time.Now().UnixNano())
 		if len(events) > 0 {
-			r.push(encode(events))
+			r.push(r.h.encode(events))
 		}
 	}
 }
 
+// push adds a batch to the window and hands it to the followers: each takes
+// it straight from here when its socket has room, which costs no goroutine
+// and no wake-up. A follower that does not take all of it, or that missed
+// an earlier batch, stops following and is woken to go on by itself.
 func (r *room) push(entries []Entry) {
 	r.mu.Lock()
+	prev := r.last
 	size := len(r.ring)
 	for _, e := range entries {
 		if r.n == size {
@@ -154,36 +161,135 @@ func (r *room) push(entries []Entry) {
 	r.last = entries[len(entries)-1].ID
 	close(r.wake)
 	r.wake = make(chan struct{})
-	waiters := r.waiters
-	r.waiters = nil
+	// Outside the lock: a follower may join or leave meanwhile, and the
+	// writes must not hold up readers of the window.
+	fs := append(r.offering[:0], r.followers...)
 	r.mu.Unlock()
-	// Outside the lock: a waiter may look at the window at once.
-	for _, fn := range waiters {
-		fn()
+
+	wake := offerAll(fs, prev, entries)
+	clear(fs) // hold no session past its batch
+	r.offering = fs[:0]
+	if len(wake) == 0 {
+		return
+	}
+	r.mu.Lock()
+	for i, s := range wake {
+		if !r.unfollow(s) {
+			wake[i] = nil // it left meanwhile
+		}
+	}
+	r.mu.Unlock()
+	for _, s := range wake {
+		if s != nil {
+			s.follower.Wake()
+		}
 	}
 }
 
-// notify calls fn once when the window moves past seen: at once if it
-// already has.
-func (r *room) notify(s *Session, seen chat.ID, fn func()) {
+// offerChunk is how many followers one goroutine offers a batch to: a large
+// room's fan-out spreads over the cores, a small one costs no goroutine.
+const offerChunk = 256
+
+// offerAll offers the batch that follows prev to every follower in fs and
+// returns those that must be woken.
+func offerAll(fs []*Session, prev chat.ID, entries []Entry) []*Session {
+	if len(fs) <= offerChunk {
+		return offerEach(nil, fs, prev, entries)
+	}
+	chunks := (len(fs) + offerChunk - 1) / offerChunk
+	wakes := make([][]*Session, chunks)
+	var wg sync.WaitGroup
+	for k := 1; k < chunks; k++ {
+		part := fs[k*offerChunk : min((k+1)*offerChunk, len(fs))]
+		wg.Go(func() { wakes[k] = offerEach(nil, part, prev, entries) })
+	}
+	wakes[0] = offerEach(nil, fs[:offerChunk], prev, entries)
+	wg.Wait()
+	var wake []*Session
+	for _, w := range wakes {
+		wake = append(wake, w...)
+	}
+	return wake
+}
+
+// offerEach offers each follower the entries after its cursor and appends
+// to wake those that did not take them all.
+func offerEach(wake, fs []*Session, prev chat.ID, entries []Entry) []*Session {
+	for _, s := range fs {
+		if s.cursor.Less(prev) {
+			// It is behind this batch: what lies between is not in it.
+			wake = append(wake, s)
+			continue
+		}
+		i := 0
+		for i < len(entries) && !s.cursor.Less(entries[i].ID) {
+			i++ // it read these from Redis before the tailer did
+		}
+		if i == len(entries) {
+			continue
+		}
+		n, ok := s.follower.Offer(entries[i:])
+		if n > 0 {
+			s.cursor = entries[i+n-1].ID
+		}
+		if !ok || i+n < len(entries) {
+			wake = append(wake, s)
+		}
+	}
+	return wake
+}
+
+// follow registers s for the next batch, or wakes it at once when a batch
+// came after its last look (seen) or the room is stopping.
+func (r *room) follow(s *Session, seen chat.ID) {
 	r.mu.Lock()
 	if r.stopped || seen.Less(r.last) {
 		r.mu.Unlock()
-		fn()
+		s.follower.Wake()
 		return
 	}
-	if r.waiters == nil {
-		r.waiters = make(map[*Session]func())
-	}
-	r.waiters[s] = fn
+	r.followers = append(r.followers, s)
+	s.follow = len(r.followers)
 	r.mu.Unlock()
 }
 
-// forget drops a session's pending notification.
+// unfollow removes s from the followers and reports whether it was one.
+// Called with r.mu held.
+func (r *room) unfollow(s *Session) bool {
+	i := s.follow - 1
+	if i < 0 {
+		return false
+	}
+	last := len(r.followers) - 1
+	r.followers[i] = r.followers[last]
+	r.followers[i].follow = i + 1
+	r.followers[last] = nil
+	r.followers = r.followers[:last]
+	s.follow = 0
+	return true
+}
+
+// forget drops a session that leaves from the followers.
 func (r *room) forget(s *Session) {
 	r.mu.Lock()
-	delete(r.waiters, s)
+	r.unfollow(s)
 	r.mu.Unlock()
+}
+
+// release ends following when the tailer ends: every follower is woken
+// (and sees ErrClosed), and later ones are woken at once.
+func (r *room) release() {
+	r.mu.Lock()
+	r.stopped = true
+	fs := r.followers
+	for _, s := range fs {
+		s.follow = 0
+	}
+	r.followers = nil
+	r.mu.Unlock()
+	for _, s := range fs {
+		s.follower.Wake()
+	}
 }
 
 // after appends to dst up to max window entries after cursor, and returns

@@ -9,7 +9,7 @@ import (
 )
 
 // Session is one connection's membership of a room: its cursor and how it
-// reads on. Next, TryNext and Notify must not run concurrently with each
+// reads on. Next, TryNext and Follow must not run concurrently with each
 // other (one reader at a time, in sequence); Post and Leave may be called
 // from another goroutine.
 type Session struct {
@@ -35,6 +35,26 @@ type Session struct {
 	seen    chat.ID      // the room's newest entry at the last empty TryNext
 	pending []chat.Event // first page of a resume, already read
 	buf     []Entry      // reused by Next
+
+	// follower and follow (its index + 1 among the room's followers, 0
+	// when not following) are guarded by the room's mutex.
+	follower Follower
+	follow   int
+}
+
+// A Follower takes a room's new entries straight from its tailer, so a
+// connection that keeps up costs no goroutine and no wake-up per batch.
+type Follower interface {
+	// Offer is given the entries after the session's cursor, oldest first.
+	// It must not block: it takes what it can send at once, in order, and
+	// returns how many (the cursor moves past those) and whether it keeps
+	// following, which it can only when it took them all. Offer is called
+	// from one goroutine at a time.
+	Offer(entries []Entry) (taken int, ok bool)
+	// Wake tells the follower to go on by itself, with TryNext and then
+	// Follow: Offer returned false, a batch came before Follow, or the room
+	// is stopping. It must not block.
+	Wake()
 }
 
 // Cursor is the ID of the last entry Next returned (or the starting point).
@@ -53,25 +73,30 @@ func (s *Session) Next(ctx context.Context) ([]Entry, error) {
 }
 
 // TryNext is Next without the wait: when nothing is ready it returns no
-// entries, and Notify then tells when there are. Shared mode only (see
-// Notifies); a connection with nothing to send needs no goroutine.
+// entries, and Follow then hands over what comes next. Shared mode only
+// (see Follows); a connection with nothing to send needs no goroutine.
 func (s *Session) TryNext(ctx context.Context) ([]Entry, error) {
 	return s.next(ctx, false)
 }
 
-// Notifies reports whether Notify works: in direct mode there is no room
-// tailer to notify from, and the caller must loop on Next.
-func (s *Session) Notifies() bool { return !s.h.opts.Direct }
+// Follows reports whether Follow works: in direct mode there is no room
+// tailer to follow, and the caller must loop on Next.
+func (s *Session) Follows() bool { return !s.h.opts.Direct }
 
-// Notify calls fn once, from the room's tailer or at once, when entries
-// after the last empty TryNext exist, or when the hub closes. fn must not
-// block. Leave cancels it.
-func (s *Session) Notify(fn func()) { s.r.notify(s, s.seen, fn) }
+// Follow registers f for the entries after the last empty TryNext: the
+// room's tailer offers each new batch to f until f takes less than all of
+// it, and then calls f.Wake (at once, if entries came already or the room
+// is stopping). Between Follow and Wake the tailer owns the cursor: the
+// caller must not call Next or TryNext. Leave ends following.
+func (s *Session) Follow(f Follower) {
+	s.follower = f
+	s.r.follow(s, s.seen)
+}
 
 func (s *Session) takePending() []Entry {
 	events := s.pending
 	s.pending = nil
-	return s.deliver(encode(events))
+	return s.deliver(s.h.encode(events))
 }
 
 func (s *Session) next(ctx context.Context, wait bool) ([]Entry, error) {
@@ -100,7 +125,7 @@ func (s *Session) next(ctx context.Context, wait bool) ([]Entry, error) {
 				retry.wait(ctx)
 				continue
 			case len(events) > 0:
-				return s.deliver(encode(events)), nil
+				return s.deliver(s.h.encode(events)), nil
 			}
 			// Nothing newer in Redis yet: wait for the tailer's next batch,
 			// on the channel (or position) taken before the read.
@@ -141,7 +166,7 @@ func (s *Session) nextDirect(ctx context.Context) ([]Entry, error) {
 		}
 		retry.reset()
 		if len(events) > 0 {
-			return s.deliver(encode(events)), nil
+			return s.deliver(s.h.encode(events)), nil
 		}
 	}
 }

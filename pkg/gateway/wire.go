@@ -1,0 +1,303 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/streamchat/streamchat/pkg/chat"
+)
+
+// The write side of a connection. coder/websocket does the handshake, reads
+// the client's frames, answers its pings and runs the close handshake; the
+// messages the server sends are framed here instead. A room entry is framed
+// once per replica (EncodeEntry) and the same bytes go to every connection,
+// and the room's tailer can write them itself without waiting on a socket
+// (Offer in conn.go): no copy, no goroutine and one write(2) per delivery,
+// where coder/websocket's Write copies, takes two locks and flushes per
+// message.
+
+// appendTextFrame appends a final, unmasked text frame holding payload: the
+// only kind a server sends for a message (RFC 6455, section 5.2).
+func appendTextFrame(dst, payload []byte) []byte {
+	const finText = 0x81
+	switch n := len(payload); {
+	case n < 126:
+		dst = append(dst, finText, byte(n))
+	case n <= math.MaxUint16:
+		dst = append(dst, finText, 126, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, finText, 127)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
+	}
+	return append(dst, payload...)
+}
+
+// textFrame returns payload as a text frame.
+func textFrame(payload []byte) []byte {
+	return appendTextFrame(make([]byte, 0, len(payload)+10), payload)
+}
+
+// EncodeEntry is the gateway's encoding of a live room entry, for
+// hub.Options.Encode: the event's JSON in a websocket text frame, ready to
+// be written to any connection as it is.
+func EncodeEntry(e chat.Event) []byte { return textFrame(chat.EncodeEvent(e, false)) }
+
+// Buffer sizes of a connection. net/http hands a hijacker a 4 KiB reader
+// and a fresh 4 KiB writer; chat frames are small, so a smaller reader saves
+// 3 KiB on every idle connection (larger payloads are read straight
+// through). coder/websocket writes only control frames, at most 139 bytes
+// each, through its writer.
+const (
+	readBuffer    = 1024
+	controlBuffer = 256
+)
+
+// wire is one connection's socket as the server writes to it. Every write
+// holds mu, so frames never interleave: the server's own (write, and the
+// tailer's tryWrite) and coder/websocket's control frames (controlConn).
+type wire struct {
+	conn net.Conn
+	raw  syscall.RawConn // for writes that must not wait; nil when conn has none
+
+	mu   sync.Mutex
+	rest []byte     // the unsent end of a frame tryWrite began: goes out first
+	ctrl frameTrack // a control frame coder/websocket is still writing
+
+	// closing is set when the server starts closing the connection: no
+	// message may follow the close frame.
+	closing atomic.Bool
+	// writeStart is when the waiting write in progress began (Unix ns), 0
+	// when none is: the server's sweeper drops connections stuck in one.
+	writeStart atomic.Int64
+
+	bufs net.Buffers // reused by write
+}
+
+var errClosing = errors.New("connection closing")
+
+// attach makes conn, just hijacked, the wire's socket, and returns what
+// coder/websocket is given in its place.
+func (w *wire) attach(conn net.Conn) net.Conn {
+	w.conn = conn
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			w.raw = raw
+		}
+	}
+	return controlConn{Conn: conn, w: w}
+}
+
+// write sends frames in order, waiting for the socket as long as it takes;
+// the server's sweeper bounds the wait by closing the socket. With no
+// frames it sends what an earlier tryWrite left.
+func (w *wire) write(frames ...[]byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closing.Load() {
+		return errClosing
+	}
+	w.writeStart.Store(time.Now().UnixNano())
+	defer w.writeStart.Store(0)
+	if err := w.flushRest(); err != nil {
+		return err
+	}
+	switch len(frames) {
+	case 0:
+		return nil
+	case 1:
+		_, err := w.conn.Write(frames[0])
+		return err
+	}
+	// One writev(2) for the lot. WriteTo consumes the slice it is given,
+	// not w.bufs itself.
+	w.bufs = append(w.bufs[:0], frames...)
+	b := w.bufs
+	_, err := b.WriteTo(w.conn)
+	clear(w.bufs) // keep no frame alive between writes
+	w.bufs = w.bufs[:0]
+	return err
+}
+
+// flushRest sends what tryWrite left. Called with mu held.
+func (w *wire) flushRest() error {
+	if w.rest == nil {
+		return nil
+	}
+	_, err := w.conn.Write(w.rest)
+	w.rest = nil
+	return err
+}
+
+// tryLock takes the wire for tryWrite, unless that would mean waiting: for
+// another write, for a half-sent frame, or on a connection without a raw
+// socket. It fails too once the connection is closing.
+func (w *wire) tryLock() bool {
+	if w.raw == nil || !w.mu.TryLock() {
+		return false
+	}
+	if w.rest != nil || w.ctrl.inFrame() || w.closing.Load() {
+		w.mu.Unlock()
+		return false
+	}
+	return true
+}
+
+// tryWrite writes frame with one non-blocking write(2), with mu held (see
+// tryLock). When the socket takes only part of it, the rest is kept for
+// the next write and sent before anything else. It reports whether the
+// whole frame went out; false with a nil error means the socket is full.
+func (w *wire) tryWrite(frame []byte) (bool, error) {
+	var n int
+	var werr error
+	err := w.raw.Write(func(fd uintptr) bool {
+		for {
+			n, werr = syscall.Write(int(fd), frame)
+			if werr != syscall.EINTR {
+				return true // never wait for the socket
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return false, err
+	case errors.Is(werr, syscall.EAGAIN):
+		return false, nil
+	case werr != nil:
+		return false, werr
+	case n < len(frame):
+		w.rest = frame[n:]
+		return false, nil
+	}
+	return true, nil
+}
+
+// controlConn is the socket as coder/websocket sees it: its writes (control
+// frames) take the wire's lock from a frame's first byte to its last, and
+// go after whatever tryWrite left.
+type controlConn struct {
+	net.Conn
+	w *wire
+}
+
+func (c controlConn) Write(p []byte) (int, error) {
+	w := c.w
+	if !w.ctrl.inFrame() {
+		w.mu.Lock()
+		w.writeStart.Store(time.Now().UnixNano())
+		if err := w.flushRest(); err != nil {
+			w.writeStart.Store(0)
+			w.mu.Unlock()
+			return 0, err
+		}
+	}
+	n, err := w.conn.Write(p)
+	w.ctrl.feed(p[:n])
+	if err != nil || !w.ctrl.inFrame() {
+		w.ctrl = frameTrack{}
+		w.writeStart.Store(0)
+		w.mu.Unlock()
+	}
+	return n, err
+}
+
+// frameTrack follows websocket frame boundaries in bytes written in pieces.
+type frameTrack struct {
+	head    [14]byte // the header so far, while incomplete
+	headLen int
+	left    uint64 // payload bytes still to come
+}
+
+func (f *frameTrack) inFrame() bool { return f.headLen > 0 || f.left > 0 }
+
+func (f *frameTrack) feed(p []byte) {
+	for len(p) > 0 {
+		if f.left > 0 {
+			k := min(uint64(len(p)), f.left)
+			f.left -= k
+			p = p[k:]
+			continue
+		}
+		f.head[f.headLen] = p[0]
+		f.headLen++
+		p = p[1:]
+		if size, payload, ok := frameHeader(f.head[:f.headLen]); ok && size == f.headLen {
+			f.headLen, f.left = 0, payload
+		}
+	}
+}
+
+// frameHeader reads a frame header's size and payload length from its first
+// bytes; ok is false until enough of it is there to tell.
+func frameHeader(h []byte) (size int, payload uint64, ok bool) {
+	if len(h) < 2 {
+		return 0, 0, false
+	}
+	size = 2
+	if h[1]&0x80 != 0 {
+		size += 4 // masking key
+	}
+	switch l := h[1] & 0x7f; l {
+	case 126:
+		size += 2
+		if len(h) < 4 {
+			return 0, 0, false
+		}
+		payload = uint64(binary.BigEndian.Uint16(h[2:4]))
+	case 127:
+		size += 8
+		if len(h) < 10 {
+			return 0, 0, false
+		}
+		payload = binary.BigEndian.Uint64(h[2:10])
+	default:
+		payload = uint64(l)
+	}
+	return size, payload, len(h) >= size
+}
+
+// hijacker makes Hijack hand coder/websocket the wire's controlConn, a
+// smaller reader and a writer sized for control frames, for the life of
+// the connection.
+type hijacker struct {
+	http.ResponseWriter
+	w *wire
+}
+
+func (h hijacker) Unwrap() http.ResponseWriter { return h.ResponseWriter }
+
+func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	cc := h.w.attach(conn)
+	var src io.Reader = cc
+	pending := brw.Reader.Buffered()
+	if pending > readBuffer {
+		// The client sent ahead; keep the reader that holds it.
+		return cc, bufio.NewReadWriter(brw.Reader, bufio.NewWriterSize(cc, controlBuffer)), nil
+	}
+	if pending > 0 {
+		head, _ := brw.Reader.Peek(pending)
+		src = io.MultiReader(bytes.NewReader(bytes.Clone(head)), cc)
+	}
+	r := bufio.NewReaderSize(src, readBuffer)
+	if pending > 0 {
+		// Pull the bytes already read into the new buffer, where the
+		// websocket library looks for them.
+		if _, err := r.Peek(pending); err != nil {
+			return cc, bufio.NewReadWriter(brw.Reader, bufio.NewWriterSize(cc, controlBuffer)), nil
+		}
+	}
+	return cc, bufio.NewReadWriter(r, bufio.NewWriterSize(cc, controlBuffer)), nil
+}

@@ -1,0 +1,223 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestAppendTextFrame(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		head []byte
+	}{
+		{0, []byte{0x81, 0}},
+		{125, []byte{0x81, 125}},
+		{126, []byte{0x81, 126, 0, 126}},
+		{65535, []byte{0x81, 126, 0xff, 0xff}},
+		{65536, []byte{0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0}},
+	} {
+		payload := bytes.Repeat([]byte("x"), tc.n)
+		f := textFrame(payload)
+		if !bytes.Equal(f[:len(tc.head)], tc.head) || !bytes.Equal(f[len(tc.head):], payload) {
+			t.Fatalf("%d bytes: header % x", tc.n, f[:min(len(f), 10)])
+		}
+		size, n, ok := frameHeader(f)
+		if !ok || size != len(tc.head) || n != uint64(tc.n) {
+			t.Fatalf("%d bytes: frameHeader = %d, %d, %v", tc.n, size, n, ok)
+		}
+	}
+}
+
+// frameTrack finds the end of every frame however the bytes are split,
+// masked (client) frames included.
+func TestFrameTrack(t *testing.T) {
+	var stream []byte
+	var ends []int
+	for _, n := range []int{0, 5, 125, 126, 300, 70000} {
+		stream = appendTextFrame(stream, bytes.Repeat([]byte("a"), n))
+		ends = append(ends, len(stream))
+		masked := []byte{0x89, 0x80 | byte(min(n, 125)), 1, 2, 3, 4}
+		stream = append(append(stream, masked...), bytes.Repeat([]byte("b"), min(n, 125))...)
+		ends = append(ends, len(stream))
+	}
+	for _, step := range []int{1, 2, 3, 7, 64, 1000} {
+		var f frameTrack
+		var got []int
+		for i := 0; i < len(stream); i += step {
+			f.feed(stream[i:min(i+step, len(stream))])
+			if !f.inFrame() {
+				got = append(got, min(i+step, len(stream)))
+			}
+		}
+		// Every boundary seen at the end of a piece is a frame end.
+		for _, g := range got {
+			found := false
+			for _, e := range ends {
+				found = found || e == g
+			}
+			if !found {
+				t.Fatalf("step %d: out of frame at %d, not a frame end", step, g)
+			}
+		}
+		if step == 1 && len(got) != len(ends) {
+			t.Fatalf("byte by byte: %d frame ends, want %d", len(got), len(ends))
+		}
+	}
+}
+
+// socketPair returns both ends of a real loopback TCP connection.
+func socketPair(t *testing.T) (server, client net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = <-accepted
+	if server == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() {
+		server.Close()
+		client.Close()
+	})
+	return server, client
+}
+
+// readFrames parses n whole frames from r and returns their payloads.
+func readFrames(t *testing.T, r io.Reader, n int) []string {
+	t.Helper()
+	br := bufio.NewReader(r)
+	var out []string
+	for range n {
+		head := make([]byte, 2, 14)
+		if _, err := io.ReadFull(br, head); err != nil {
+			t.Fatalf("after %d frames: %v", len(out), err)
+		}
+		size, _, ok := frameHeader(head)
+		for !ok || len(head) < size {
+			b, err := br.ReadByte()
+			if err != nil {
+				t.Fatal(err)
+			}
+			head = append(head, b)
+			size, _, ok = frameHeader(head)
+		}
+		_, payload, _ := frameHeader(head)
+		body := make([]byte, payload)
+		if _, err := io.ReadFull(br, body); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, string(body))
+	}
+	return out
+}
+
+// When the socket is full, tryWrite sends what fits and keeps the rest,
+// which the next write sends first: the peer reads every frame whole.
+func TestTryWriteKeepsTheRestOfAFrame(t *testing.T) {
+	server, client := socketPair(t)
+	w := &wire{}
+	w.attach(server)
+	if w.raw == nil {
+		t.Fatal("a TCP connection has no raw socket")
+	}
+	var want []string
+	partial := false
+	for i := 0; i < 10000 && !partial; i++ {
+		payload := fmt.Sprintf("%05d", i) + string(bytes.Repeat([]byte("p"), 32<<10))
+		if !w.tryLock() {
+			t.Fatalf("frame %d: wire busy with nothing in flight", i)
+		}
+		sent, err := w.tryWrite(textFrame([]byte(payload)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		partial = w.rest != nil
+		w.mu.Unlock()
+		if sent || partial {
+			want = append(want, payload)
+		}
+		if !sent && !partial {
+			t.Fatalf("frame %d: socket full exactly at a frame boundary; expected a partial write", i)
+		}
+	}
+	if !partial {
+		t.Fatal("the socket never filled")
+	}
+	if w.tryLock() {
+		t.Fatal("tryLock succeeded with the rest of a frame pending")
+	}
+	want = append(want, "last")
+	errc := make(chan error, 1)
+	go func() { errc <- w.write(textFrame([]byte("last"))) }()
+	got := readFrames(t, client, len(want))
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("frame %d: got %.10q…, want %.10q…", i, got[i], want[i])
+		}
+	}
+}
+
+// coder/websocket's control frames, even written in pieces, never
+// interleave with the server's own frames.
+func TestControlFramesStayWhole(t *testing.T) {
+	server, client := socketPair(t)
+	w := &wire{}
+	cc := w.attach(server)
+	ping := append([]byte{0x89, 4}, "ping"...)
+	const rounds = 200
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for range rounds {
+			if _, err := cc.Write(ping[:1]); err != nil {
+				t.Error(err)
+				return
+			}
+			time.Sleep(10 * time.Microsecond) // another write would slip in here
+			if _, err := cc.Write(ping[1:]); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	wg.Go(func() {
+		for i := range rounds {
+			if err := w.write(textFrame([]byte(fmt.Sprint("data", i)))); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	got := readFrames(t, client, 2*rounds)
+	wg.Wait()
+	pings, data := 0, 0
+	for _, p := range got {
+		switch {
+		case p == "ping":
+			pings++
+		case p == fmt.Sprint("data", data):
+			data++
+		default:
+			t.Fatalf("frame %q after %d pings and %d data frames", p, pings, data)
+		}
+	}
+}
