@@ -24,7 +24,7 @@ import (
 type conn struct {
 	s  *Server
 	ws *websocket.Conn
-	w  *wire
+	w  wire // in the conn itself: the tailer's writes touch one object less
 	id string
 	// fields identify the connection in its log lines. They are kept as
 	// fields, not a derived logger, which would hold an encoded copy per
@@ -40,7 +40,8 @@ type conn struct {
 	pumpIdle    *sync.Cond
 	pumpRunning bool
 	pumpStopped bool
-	frames      [][]byte // reused by the pumps, which run one at a time
+	// frames is reused by the pumps and Offer, which never run at once.
+	frames [][]byte
 
 	closeOnce sync.Once
 	reason    error // why the server ended the connection; set once
@@ -94,14 +95,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	params, perr := parseParams(r)
 	// Accept checks the Origin: the request's own host, or an allowed
 	// pattern. Anything else gets 403 before any upgrade.
-	wr := &wire{}
-	ws, err := websocket.Accept(hijacker{w, wr}, r, &websocket.AcceptOptions{OriginPatterns: s.opts.AllowedOrigins})
+	c := &conn{s: s, id: newConnID()}
+	ws, err := websocket.Accept(hijacker{w, &c.w}, r, &websocket.AcceptOptions{OriginPatterns: s.opts.AllowedOrigins})
 	if err != nil {
 		s.log.Debug("handshake refused", zap.String("remote_addr", clientAddr(r, s.opts.TrustedProxies)), zap.Error(err))
 		return
 	}
 	ws.SetReadLimit(s.opts.MaxFrame)
-	c := &conn{s: s, ws: ws, w: wr, id: newConnID()}
+	c.ws = ws
 	c.fields = []zap.Field{zap.String("conn_id", c.id), zap.String("room", params.room),
 		zap.String("name", params.name), zap.String("remote_addr", clientAddr(r, s.opts.TrustedProxies)), zap.String("replica", s.opts.Replica)}
 	if perr != nil {
@@ -292,20 +293,21 @@ func (c *conn) Offer(entries []hub.Entry) (int, bool) {
 	if !c.w.tryLock() {
 		return 0, false
 	}
-	taken, ok := 0, true
+	frames := c.frames[:0]
 	for _, e := range entries {
-		sent, err := c.w.tryWrite(e.Frame)
-		if sent || c.w.rest != nil {
-			taken++ // whole, or its rest goes out before anything else
-		}
-		if !sent || err != nil {
-			ok = false // the pump finishes it, or meets the error and ends
-			break
-		}
+		frames = append(frames, e.Frame)
+	}
+	sent, err := c.w.tryWrite(frames)
+	taken := sent
+	if c.w.rest != nil {
+		taken++ // its rest goes out before anything else
 	}
 	c.w.mu.Unlock()
+	clear(frames)
+	c.frames = frames[:0]
 	c.delivered(entries[:taken])
-	return taken, ok
+	// Short of all of them, the pump finishes, or meets the error and ends.
+	return taken, sent == len(entries) && err == nil
 }
 
 // Wake starts a pump unless one is running or the connection is ending

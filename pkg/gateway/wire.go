@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/streamchat/streamchat/pkg/chat"
 )
 
@@ -152,16 +154,21 @@ func (w *wire) tryLock() bool {
 	return true
 }
 
-// tryWrite writes frame with one non-blocking write(2), with mu held (see
-// tryLock). When the socket takes only part of it, the rest is kept for
-// the next write and sent before anything else. It reports whether the
-// whole frame went out; false with a nil error means the socket is full.
-func (w *wire) tryWrite(frame []byte) (bool, error) {
+// tryWrite writes frames with one non-blocking write(2) or writev(2), with
+// mu held (see tryLock), and returns how many went out whole. When the
+// socket takes part of a frame, the rest is kept for the next write and
+// sent before anything else; fewer than len(frames) with a nil error and
+// no rest means the socket is full.
+func (w *wire) tryWrite(frames [][]byte) (int, error) {
 	var n int
 	var werr error
 	err := w.raw.Write(func(fd uintptr) bool {
 		for {
-			n, werr = syscall.Write(int(fd), frame)
+			if len(frames) == 1 {
+				n, werr = syscall.Write(int(fd), frames[0])
+			} else {
+				n, werr = unix.Writev(int(fd), frames)
+			}
 			if werr != syscall.EINTR {
 				return true // never wait for the socket
 			}
@@ -169,16 +176,22 @@ func (w *wire) tryWrite(frame []byte) (bool, error) {
 	})
 	switch {
 	case err != nil:
-		return false, err
+		return 0, err
 	case errors.Is(werr, syscall.EAGAIN):
-		return false, nil
+		return 0, nil
 	case werr != nil:
-		return false, werr
-	case n < len(frame):
-		w.rest = frame[n:]
-		return false, nil
+		return 0, werr
 	}
-	return true, nil
+	for i, f := range frames {
+		if n < len(f) {
+			if n > 0 {
+				w.rest = f[n:]
+			}
+			return i, nil
+		}
+		n -= len(f)
+	}
+	return len(frames), nil
 }
 
 // controlConn is the socket as coder/websocket sees it: its writes (control

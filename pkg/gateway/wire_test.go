@@ -129,8 +129,15 @@ func readFrames(t *testing.T, r io.Reader, n int) []string {
 }
 
 // When the socket is full, tryWrite sends what fits and keeps the rest,
-// which the next write sends first: the peer reads every frame whole.
+// which the next write sends first: the peer reads every frame whole, in
+// order. Batches of one frame use write(2), larger ones writev(2).
 func TestTryWriteKeepsTheRestOfAFrame(t *testing.T) {
+	for _, batch := range []int{1, 3} {
+		t.Run(fmt.Sprint("batch=", batch), func(t *testing.T) { testTryWrite(t, batch) })
+	}
+}
+
+func testTryWrite(t *testing.T, batch int) {
 	server, client := socketPair(t)
 	w := &wire{}
 	w.attach(server)
@@ -139,22 +146,28 @@ func TestTryWriteKeepsTheRestOfAFrame(t *testing.T) {
 	}
 	var want []string
 	partial := false
-	for i := 0; i < 10000 && !partial; i++ {
-		payload := fmt.Sprintf("%05d", i) + string(bytes.Repeat([]byte("p"), 32<<10))
+	for i := 0; i < 10000 && !partial; i += batch {
+		var payloads []string
+		var frames [][]byte
+		for k := range batch {
+			p := fmt.Sprintf("%05d", i+k) + string(bytes.Repeat([]byte("p"), 20<<10))
+			payloads = append(payloads, p)
+			frames = append(frames, textFrame([]byte(p)))
+		}
 		if !w.tryLock() {
 			t.Fatalf("frame %d: wire busy with nothing in flight", i)
 		}
-		sent, err := w.tryWrite(textFrame([]byte(payload)))
+		sent, err := w.tryWrite(frames)
 		if err != nil {
 			t.Fatal(err)
 		}
 		partial = w.rest != nil
 		w.mu.Unlock()
-		if sent || partial {
-			want = append(want, payload)
-		}
-		if !sent && !partial {
-			t.Fatalf("frame %d: socket full exactly at a frame boundary; expected a partial write", i)
+		want = append(want, payloads[:sent]...)
+		if partial {
+			want = append(want, payloads[sent])
+		} else if sent < batch {
+			t.Fatalf("frame %d: socket full exactly at a frame boundary; expected a partial write", i+sent)
 		}
 	}
 	if !partial {

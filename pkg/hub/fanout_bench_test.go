@@ -13,9 +13,74 @@ import (
 
 // BenchmarkFanOut measures one room's fan-out to 1,000 local sessions in
 // shared mode, Redis included: each op appends one 64-byte message, and the
-// benchmark ends when every session's Next has returned every message.
-// ns/delivery is the cost per message per session.
+// benchmark ends when every session has been handed every message.
+// ns/delivery is the cost per message per session. "follow" is how the
+// gateway's connections that keep up are served (the tailer hands them each
+// batch); "next" is a reader goroutine per session, as a connection that
+// is catching up reads.
 func BenchmarkFanOut(b *testing.B) {
+	for _, mode := range []string{"follow", "next"} {
+		b.Run(mode, func(b *testing.B) { benchFanOut(b, mode == "follow") })
+	}
+}
+
+// counter is a follower that counts the messages it is handed.
+type counter struct {
+	s       *hub.Session
+	pending *atomic.Int64
+	done    chan struct{}
+	wake    chan struct{}
+}
+
+func (c *counter) Offer(entries []hub.Entry) (int, bool) {
+	c.count(entries)
+	return len(entries), true
+}
+
+func (c *counter) Wake() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *counter) count(entries []hub.Entry) {
+	for _, e := range entries {
+		// Messages only; joins are ignored. The frame is what a connection
+		// would write.
+		if len(e.Frame) > 0 && e.Frame[9] == 'm' && c.pending.Add(-1) == 0 {
+			c.done <- struct{}{}
+		}
+	}
+}
+
+// read reads on by itself (follow: until nothing is ready, then follows
+// and waits to be woken; otherwise: with Next, for ever).
+func (c *counter) read(ctx context.Context, follow bool) {
+	for {
+		var batch []hub.Entry
+		var err error
+		if follow {
+			batch, err = c.s.TryNext(ctx)
+		} else {
+			batch, err = c.s.Next(ctx)
+		}
+		if err != nil {
+			return
+		}
+		c.count(batch)
+		if follow && len(batch) == 0 {
+			c.s.Follow(c)
+			select {
+			case <-c.wake:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+func benchFanOut(b *testing.B, follow bool) {
 	const sessions = 1000
 	h, st, _ := setup(b, 1_000_000, hub.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -28,21 +93,8 @@ func BenchmarkFanOut(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { _, _ = s.Leave(context.Background()) })
-		go func() {
-			for {
-				batch, err := s.Next(ctx)
-				if err != nil {
-					return
-				}
-				for _, e := range batch {
-					// Messages only; joins are ignored. The frame is what a
-					// connection would write.
-					if len(e.Frame) > 0 && e.Frame[9] == 'm' && pending.Add(-1) == 0 {
-						done <- struct{}{}
-					}
-				}
-			}
-		}()
+		c := &counter{s: s, pending: &pending, done: done, wake: make(chan struct{}, 1)}
+		go c.read(ctx, follow)
 	}
 	text := "0123456789012345678901234567890123456789012345678901234567890123"
 	b.ReportAllocs()
