@@ -1,5 +1,6 @@
 // Package gateway serves the HTTP side of a replica: the websocket endpoint
-// with each connection's read loop and on-demand write pump, health,
+// with each connection's read loop and write side (frames written by the
+// room's tailer, or by an on-demand pump when behind), health,
 // readiness and metrics, and the drain on shutdown. Rooms, cursors and
 // storage live behind the Hub.
 package gateway

@@ -1,9 +1,10 @@
 // Package hub runs the rooms of one gateway replica. Every connection has its
 // own cursor and reads the entries after it; in shared mode one tailer per
-// active room reads the stream into an in-memory window that all of the
-// room's connections read from, so Redis connections grow with rooms, not
-// users, and a slow connection only delays itself. The hub knows nothing of
-// websockets.
+// active room reads the stream into an in-memory window, hands each batch to
+// the connections that keep up (Follower) and leaves the others to read the
+// window, or Redis, at their own pace. So Redis connections grow with rooms,
+// not users, and a slow connection only delays itself. The hub knows nothing
+// of websockets.
 package hub
 
 import (
