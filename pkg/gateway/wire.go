@@ -83,6 +83,15 @@ type wire struct {
 	writeStart atomic.Int64
 
 	bufs net.Buffers // reused by write
+
+	// The call tryWrite makes inside raw.Write, made once per connection:
+	// a closure per call would cost allocations per delivery.
+	rawWrite func(fd uintptr) bool
+	tw       struct {
+		frames [][]byte
+		n      int
+		err    error
+	}
 }
 
 var errClosing = errors.New("connection closing")
@@ -94,6 +103,7 @@ func (w *wire) attach(conn net.Conn) net.Conn {
 	if sc, ok := conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			w.raw = raw
+			w.rawWrite = w.writeFD
 		}
 	}
 	return controlConn{Conn: conn, w: w}
@@ -160,20 +170,10 @@ func (w *wire) tryLock() bool {
 // sent before anything else; fewer than len(frames) with a nil error and
 // no rest means the socket is full.
 func (w *wire) tryWrite(frames [][]byte) (int, error) {
-	var n int
-	var werr error
-	err := w.raw.Write(func(fd uintptr) bool {
-		for {
-			if len(frames) == 1 {
-				n, werr = syscall.Write(int(fd), frames[0])
-			} else {
-				n, werr = unix.Writev(int(fd), frames)
-			}
-			if werr != syscall.EINTR {
-				return true // never wait for the socket
-			}
-		}
-	})
+	w.tw.frames = frames
+	err := w.raw.Write(w.rawWrite)
+	n, werr := w.tw.n, w.tw.err
+	w.tw.frames, w.tw.err = nil, nil
 	switch {
 	case err != nil:
 		return 0, err
@@ -192,6 +192,20 @@ func (w *wire) tryWrite(frames [][]byte) (int, error) {
 		n -= len(f)
 	}
 	return len(frames), nil
+}
+
+// writeFD is tryWrite's system call, on the socket's descriptor.
+func (w *wire) writeFD(fd uintptr) bool {
+	for {
+		if len(w.tw.frames) == 1 {
+			w.tw.n, w.tw.err = syscall.Write(int(fd), w.tw.frames[0])
+		} else {
+			w.tw.n, w.tw.err = unix.Writev(int(fd), w.tw.frames)
+		}
+		if w.tw.err != syscall.EINTR {
+			return true // never wait for the socket
+		}
+	}
 }
 
 // controlConn is the socket as coder/websocket sees it: its writes (control

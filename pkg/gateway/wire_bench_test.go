@@ -1,0 +1,98 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/coder/websocket"
+
+	"github.com/streamchat/streamchat/pkg/chat"
+)
+
+// BenchmarkWrite compares the two ways of sending one room entry to 200
+// real websocket connections over loopback, each drained by a peer that
+// discards what it reads: coder/websocket's Write of the JSON, and the gateway's own
+// non-blocking write of the frame encoded once (what Offer does).
+// ns/delivery is per connection per entry, system calls included.
+func BenchmarkWrite(b *testing.B) {
+	const conns = 200
+	type server struct {
+		ws *websocket.Conn
+		w  *wire
+	}
+	accepted := make(chan server, conns)
+	ts := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		w := &wire{}
+		ws, err := websocket.Accept(hijacker{rw, w}, r, nil)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		accepted <- server{ws, w}
+	}))
+	defer ts.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	servers := make([]server, conns)
+	for i := range servers {
+		// A peer that reads and discards, so the figures are the server's.
+		c, err := net.Dial("tcp", strings.TrimPrefix(ts.URL, "http://"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", ts.Listener.Addr())
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+			b.Fatalf("upgrade: %v %v", resp, err)
+		}
+		go func() { _, _ = io.Copy(io.Discard, c) }()
+		servers[i] = <-accepted
+		defer servers[i].ws.CloseNow()
+	}
+	payload := chat.EncodeEvent(chat.Event{Room: "r", Kind: chat.KindMessage, From: "ann",
+		Text: strings.Repeat("x", 64)}, false)
+	frame := textFrame(payload)
+
+	b.Run("coder-websocket", func(b *testing.B) {
+		for b.Loop() {
+			for _, s := range servers {
+				if err := s.ws.Write(ctx, websocket.MessageText, payload); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*conns), "ns/delivery")
+	})
+	b.Run("encoded-once", func(b *testing.B) {
+		frames := [][]byte{frame}
+		for b.Loop() {
+			for _, s := range servers {
+				sent := 0
+				if s.w.tryLock() {
+					var err error
+					sent, err = s.w.tryWrite(frames)
+					s.w.mu.Unlock()
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				if sent == 0 {
+					// Socket full: what the pump does.
+					if err := s.w.write(frames...); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*conns), "ns/delivery")
+	})
+}
