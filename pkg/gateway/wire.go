@@ -69,7 +69,16 @@ const (
 // tailer's tryWrite) and coder/websocket's control frames (controlConn).
 type wire struct {
 	conn net.Conn
-	raw  syscall.RawConn // for writes that must not wait; nil when conn has none
+
+	// fd is the socket's descriptor, for tryWrite's system call; -1 when
+	// conn has none. tryWrite uses it without net's descriptor lock and
+	// poller bookkeeping, which cost two cache misses per delivery; instead
+	// fdMu keeps the descriptor from being closed (and reused by another
+	// connection) during the call: every close goes through
+	// controlConn.Close, which takes fdMu and sets fdClosed first.
+	fd       int
+	fdMu     sync.Mutex
+	fdClosed bool
 
 	mu   sync.Mutex
 	rest []byte     // the unsent end of a frame tryWrite began: goes out first
@@ -83,15 +92,6 @@ type wire struct {
 	writeStart atomic.Int64
 
 	bufs net.Buffers // reused by write
-
-	// The call tryWrite makes inside raw.Write, made once per connection:
-	// a closure per call would cost allocations per delivery.
-	rawWrite func(fd uintptr) bool
-	tw       struct {
-		frames [][]byte
-		n      int
-		err    error
-	}
 }
 
 var errClosing = errors.New("connection closing")
@@ -100,10 +100,10 @@ var errClosing = errors.New("connection closing")
 // coder/websocket is given in its place.
 func (w *wire) attach(conn net.Conn) net.Conn {
 	w.conn = conn
+	w.fd = -1
 	if sc, ok := conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
-			w.raw = raw
-			w.rawWrite = w.writeFD
+			_ = raw.Control(func(fd uintptr) { w.fd = int(fd) })
 		}
 	}
 	return controlConn{Conn: conn, w: w}
@@ -151,10 +151,10 @@ func (w *wire) flushRest() error {
 }
 
 // tryLock takes the wire for tryWrite, unless that would mean waiting: for
-// another write, for a half-sent frame, or on a connection without a raw
-// socket. It fails too once the connection is closing.
+// another write, for a half-sent frame, or on a connection without a
+// descriptor. It fails too once the connection is closing.
 func (w *wire) tryLock() bool {
-	if w.raw == nil || !w.mu.TryLock() {
+	if w.fd < 0 || !w.mu.TryLock() {
 		return false
 	}
 	if w.rest != nil || w.ctrl.inFrame() || w.closing.Load() {
@@ -170,17 +170,31 @@ func (w *wire) tryLock() bool {
 // sent before anything else; fewer than len(frames) with a nil error and
 // no rest means the socket is full.
 func (w *wire) tryWrite(frames [][]byte) (int, error) {
-	w.tw.frames = frames
-	err := w.raw.Write(w.rawWrite)
-	n, werr := w.tw.n, w.tw.err
-	w.tw.frames, w.tw.err = nil, nil
+	var n int
+	var err error
+	w.fdMu.Lock()
+	if w.fdClosed {
+		w.fdMu.Unlock()
+		return 0, net.ErrClosed
+	}
+	for {
+		// The descriptor is non-blocking (net made it so): a full socket
+		// answers EAGAIN at once.
+		if len(frames) == 1 {
+			n, err = syscall.Write(w.fd, frames[0])
+		} else {
+			n, err = unix.Writev(w.fd, frames)
+		}
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	w.fdMu.Unlock()
 	switch {
+	case errors.Is(err, syscall.EAGAIN):
+		return 0, nil
 	case err != nil:
 		return 0, err
-	case errors.Is(werr, syscall.EAGAIN):
-		return 0, nil
-	case werr != nil:
-		return 0, werr
 	}
 	for i, f := range frames {
 		if n < len(f) {
@@ -194,26 +208,20 @@ func (w *wire) tryWrite(frames [][]byte) (int, error) {
 	return len(frames), nil
 }
 
-// writeFD is tryWrite's system call, on the socket's descriptor.
-func (w *wire) writeFD(fd uintptr) bool {
-	for {
-		if len(w.tw.frames) == 1 {
-			w.tw.n, w.tw.err = syscall.Write(int(fd), w.tw.frames[0])
-		} else {
-			w.tw.n, w.tw.err = unix.Writev(int(fd), w.tw.frames)
-		}
-		if w.tw.err != syscall.EINTR {
-			return true // never wait for the socket
-		}
-	}
-}
-
 // controlConn is the socket as coder/websocket sees it: its writes (control
 // frames) take the wire's lock from a frame's first byte to its last, and
 // go after whatever tryWrite left.
 type controlConn struct {
 	net.Conn
 	w *wire
+}
+
+// Close closes the socket once no tryWrite is using its descriptor.
+func (c controlConn) Close() error {
+	c.w.fdMu.Lock()
+	c.w.fdClosed = true
+	c.w.fdMu.Unlock()
+	return c.Conn.Close()
 }
 
 func (c controlConn) Write(p []byte) (int, error) {

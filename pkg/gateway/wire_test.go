@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -141,8 +142,8 @@ func testTryWrite(t *testing.T, batch int) {
 	server, client := socketPair(t)
 	w := &wire{}
 	w.attach(server)
-	if w.raw == nil {
-		t.Fatal("a TCP connection has no raw socket")
+	if w.fd < 0 {
+		t.Fatal("a TCP connection has no descriptor")
 	}
 	var want []string
 	partial := false
@@ -232,5 +233,30 @@ func TestControlFramesStayWhole(t *testing.T) {
 		default:
 			t.Fatalf("frame %q after %d pings and %d data frames", p, pings, data)
 		}
+	}
+}
+
+// Once the socket is closed, tryWrite never touches its descriptor, which
+// the system may already have given to another connection.
+func TestTryWriteAfterClose(t *testing.T) {
+	server, _ := socketPair(t)
+	w := &wire{}
+	cc := w.attach(server)
+	if err := cc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A new socket likely gets the descriptor's number.
+	_, peer := socketPair(t)
+	if !w.tryLock() {
+		t.Fatal("tryLock failed")
+	}
+	sent, err := w.tryWrite([][]byte{textFrame([]byte("stray"))})
+	w.mu.Unlock()
+	if sent != 0 || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("tryWrite after Close = %d, %v; want 0, net.ErrClosed", sent, err)
+	}
+	_ = peer.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if n, _ := peer.Read(make([]byte, 16)); n != 0 {
+		t.Fatalf("another connection received %d bytes", n)
 	}
 }
