@@ -13,8 +13,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
+	"unsafe"
 
 	"github.com/streamchat/streamchat/pkg/chat"
 )
@@ -178,14 +177,7 @@ func (w *wire) tryWrite(frames [][]byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	for {
-		// The descriptor is non-blocking (net made it so): a full socket
-		// answers EAGAIN at once.
-		if len(frames) == 1 {
-			n, err = syscall.Write(w.fd, frames[0])
-		} else {
-			n, err = unix.Writev(w.fd, frames)
-		}
-		if err != syscall.EINTR {
+		if n, err = writeNonblock(w.fd, frames); err != syscall.EINTR {
 			break
 		}
 	}
@@ -206,6 +198,34 @@ func (w *wire) tryWrite(frames [][]byte) (int, error) {
 		n -= len(f)
 	}
 	return len(frames), nil
+}
+
+// maxIOV is the most buffers one writev(2) takes (IOV_MAX).
+const maxIOV = 1024
+
+// writeNonblock is write(2), or writev(2) for several frames, on a
+// non-blocking descriptor. It is a raw system call: it never blocks, so it
+// need not tell the scheduler, whose bookkeeping (and waking its monitor
+// thread on an otherwise idle process) cost more than the rest of a
+// delivery's user time.
+func writeNonblock(fd int, frames [][]byte) (int, error) {
+	var r uintptr
+	var errno syscall.Errno
+	if len(frames) == 1 {
+		p := frames[0]
+		r, _, errno = syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	} else {
+		iov := make([]syscall.Iovec, min(len(frames), maxIOV))
+		for i := range iov {
+			iov[i].Base = unsafe.SliceData(frames[i])
+			iov[i].SetLen(len(frames[i]))
+		}
+		r, _, errno = syscall.RawSyscall(syscall.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	}
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(r), nil
 }
 
 // controlConn is the socket as coder/websocket sees it: its writes (control
