@@ -40,7 +40,8 @@ type conn struct {
 	pumpIdle    *sync.Cond
 	pumpRunning bool
 	pumpStopped bool
-	// frames is reused by the pumps and Offer, which never run at once.
+	// frames is reused by the pumps and Offer, which never run at once
+	// (see keepFrames).
 	frames [][]byte
 
 	closeOnce sync.Once
@@ -303,8 +304,7 @@ func (c *conn) Offer(entries []hub.Entry) (int, bool) {
 		taken++ // its rest goes out before anything else
 	}
 	c.w.mu.Unlock()
-	clear(frames)
-	c.frames = frames[:0]
+	c.keepFrames(frames)
 	c.delivered(entries[:taken])
 	// Short of all of them, the pump finishes, or meets the error and ends.
 	return taken, sent == len(entries) && err == nil
@@ -370,13 +370,24 @@ func (c *conn) writeBatch(batch []hub.Entry) error {
 		frames = append(frames, e.Frame)
 	}
 	err := c.w.write(frames...)
-	clear(frames) // keep no frame alive between batches
-	c.frames = frames[:0]
+	c.keepFrames(frames)
 	if err != nil {
 		return err
 	}
 	c.delivered(batch)
 	return nil
+}
+
+// keepFrames keeps a frames slice for reuse, holding no frame alive between
+// batches, and only while it is small: a catch-up batch's must not stay
+// with the connection for its life.
+func (c *conn) keepFrames(frames [][]byte) {
+	if cap(frames) > 8 {
+		c.frames = nil
+		return
+	}
+	clear(frames)
+	c.frames = frames[:0]
 }
 
 // delivered counts entries written to the connection.

@@ -89,8 +89,6 @@ type wire struct {
 	// writeStart is when the waiting write in progress began (Unix ns), 0
 	// when none is: the server's sweeper drops connections stuck in one.
 	writeStart atomic.Int64
-
-	bufs net.Buffers // reused by write
 }
 
 var errClosing = errors.New("connection closing")
@@ -110,7 +108,8 @@ func (w *wire) attach(conn net.Conn) net.Conn {
 
 // write sends frames in order, waiting for the socket as long as it takes;
 // the server's sweeper bounds the wait by closing the socket. With no
-// frames it sends what an earlier tryWrite left.
+// frames it sends what an earlier tryWrite left. It may clear the elements
+// of frames.
 func (w *wire) write(frames ...[]byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -129,13 +128,9 @@ func (w *wire) write(frames ...[]byte) error {
 		_, err := w.conn.Write(frames[0])
 		return err
 	}
-	// One writev(2) for the lot. WriteTo consumes the slice it is given,
-	// not w.bufs itself.
-	w.bufs = append(w.bufs[:0], frames...)
-	b := w.bufs
+	// One writev(2) for the lot.
+	b := net.Buffers(frames)
 	_, err := b.WriteTo(w.conn)
-	clear(w.bufs) // keep no frame alive between writes
-	w.bufs = w.bufs[:0]
 	return err
 }
 

@@ -134,6 +134,7 @@ func (s *Session) next(ctx context.Context, wait bool) ([]Entry, error) {
 		}
 		if !wait {
 			s.seen = last
+			s.releaseBuf() // nothing to send: the connection may idle now
 			return nil, nil
 		}
 		select {
@@ -169,6 +170,17 @@ func (s *Session) nextDirect(ctx context.Context) ([]Entry, error) {
 			return s.deliver(s.h.encode(events)), nil
 		}
 	}
+}
+
+// releaseBuf lets go of the last batch's frames, and of the buffer itself
+// when a catch-up made it large.
+func (s *Session) releaseBuf() {
+	if cap(s.buf) > 8 {
+		s.buf = nil
+		return
+	}
+	clear(s.buf)
+	s.buf = s.buf[:0]
 }
 
 func (s *Session) deliver(entries []Entry) []Entry {
