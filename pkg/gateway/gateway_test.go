@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -433,6 +434,71 @@ func TestFullSocketLosesNothing(t *testing.T) {
 			t.Fatalf("message %d: got %.12q…, want %.12q…", i, got[i], want[i])
 		}
 	}
+}
+
+// A client that pings the server while the room floods it gets every
+// message whole and every pong: the server's control frames and the
+// tailer's writes share the socket without interleaving.
+func TestPingsDuringAFlood(t *testing.T) {
+	e := newEnv(t, hub.Options{}, gateway.Options{Rate: 1000, Burst: 1000})
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, e.wsURL("room=r1&name=pinger"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	const n = 400
+	got := make(chan []string, 1)
+	readErr := make(chan error, 1)
+	go func() {
+		// Reading also answers the server's pongs for Ping below.
+		var texts []string
+		for len(texts) < n {
+			_, data, err := ws.Read(ctx)
+			if err != nil {
+				readErr <- err
+				return
+			}
+			var ev struct{ Type, Text string }
+			if err := json.Unmarshal(data, &ev); err != nil {
+				readErr <- fmt.Errorf("frame %q: %w", data, err)
+				return
+			}
+			if ev.Type == "message" {
+				texts = append(texts, ev.Text)
+			}
+		}
+		got <- texts
+	}()
+	pings := make(chan error, 1)
+	go func() {
+		for ctx.Err() == nil {
+			if err := ws.Ping(ctx); err != nil {
+				pings <- err
+				return
+			}
+		}
+		pings <- nil
+	}()
+	talker := e.dial("room=r1&name=talker")
+	untilReady(t, talker)
+	want := make([]string, n)
+	for i := range n {
+		want[i] = fmt.Sprint("m", i, strings.Repeat("x", i%300))
+		clienttest.Send(t, talker, want[i])
+	}
+	select {
+	case texts := <-got:
+		if fmt.Sprint(texts) != fmt.Sprint(want) {
+			t.Fatalf("got %d messages, not the %d sent in order", len(texts), n)
+		}
+	case err := <-readErr:
+		t.Fatal(err)
+	case err := <-pings:
+		t.Fatalf("ping: %v", err)
+	}
+	cancel()
 }
 
 func TestUnresponsiveClientIsDropped(t *testing.T) {
