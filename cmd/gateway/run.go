@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -79,6 +80,14 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	log.Info("listening", zap.String("addr", ln.Addr().String()), zap.String("tail_mode", cfg.TailMode), zap.String("version", version))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if cfg.DebugAddr != "" {
+		stop, err := serveProfiler(cfg.DebugAddr, log)
+		if err != nil {
+			_ = srv.Close()
+			return err
+		}
+		defer stop()
+	}
 
 	select {
 	case err := <-errc:
@@ -105,6 +114,33 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	h.Close()
 	log.Info("stopped")
 	return nil
+}
+
+// serveProfiler serves Go's profiler on its own listener, so CPU and heap
+// profiles can be taken from a running replica (go tool pprof
+// http://ADDR/debug/pprof/profile). It returns the function that stops it.
+func serveProfiler(addr string, log *zap.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s (CHAT_DEBUG_ADDR): %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	log.Info("profiler listening", zap.String("addr", ln.Addr().String()))
+	return func() {
+		_ = srv.Close()
+		<-done
+	}, nil
 }
 
 func newLogger(cfg config.Config, out io.Writer) (*zap.Logger, error) {

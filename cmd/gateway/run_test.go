@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,5 +61,34 @@ func TestHealthcheck(t *testing.T) {
 	r.stop()
 	if err := healthcheck(":"+port, 2*time.Second); err == nil {
 		t.Fatal("healthcheck passed with the gateway stopped")
+	}
+}
+
+// CHAT_DEBUG_ADDR serves the profiler on its own listener, and only there.
+func TestProfilerOnItsOwnAddress(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	debugAddr := ln.Addr().String()
+	ln.Close()
+	cfg := testConfig("", "prof", "shared")
+	cfg.DebugAddr = debugAddr
+	r := startReplica(t, cfg)
+	get := func(url string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get("http://" + debugAddr + "/debug/pprof/"); code != http.StatusOK || !strings.Contains(body, "goroutine") {
+		t.Fatalf("profiler index: %d\n%.200s", code, body)
+	}
+	if _, body := get("http://" + r.addr + "/debug/pprof/"); strings.Contains(body, "goroutine") {
+		t.Fatal("the profiler is served on the public address")
 	}
 }

@@ -49,6 +49,9 @@ type Config struct {
 	ShutdownGrace       time.Duration `split_words:"true" default:"10s"`
 	LogLevel            string        `split_words:"true" default:"info"`
 	LogFormat           string        `split_words:"true" default:"json"`
+	// DebugAddr, when set, serves Go's profiler (/debug/pprof/) on its own
+	// listener, never on Addr.
+	DebugAddr string `split_words:"true"`
 }
 
 // FromEnv reads and validates the configuration. The error names the
@@ -87,6 +90,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Addr == "":
 		return bad("ADDR", "must not be empty")
+	case c.DebugAddr != "" && c.DebugAddr == c.Addr:
+		return bad("DEBUG_ADDR", "must differ from CHAT_ADDR: the profiler is never public")
 	case c.RedisSentinelMaster != "" && c.RedisURL == "":
 		return bad("REDIS_SENTINEL_MASTER", "needs CHAT_REDIS_URL to list the Sentinels")
 	case c.StreamMaxlen < 100:

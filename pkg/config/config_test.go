@@ -62,6 +62,7 @@ func TestFromEnvRejects(t *testing.T) {
 		{"log level", "CHAT_LOG_LEVEL", "loud"},
 		{"trusted proxies", "CHAT_TRUSTED_PROXIES", "10.0.0.0/8,nonsense"},
 		{"sentinel without sentinels", "CHAT_REDIS_SENTINEL_MASTER", "mymaster"},
+		{"profiler on the public address", "CHAT_DEBUG_ADDR", ":8080"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
