@@ -47,7 +47,7 @@ bench-conns: build
 	bin/chatload suite -gateway bin/gateway -conns 10000,25000,50000
 
 # Go micro-benchmarks: codec, one room's fan-out to 1,000 sessions, and the
-# websocket write to 200 real connections.
+# websocket write to 1,000 real connections.
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 

@@ -16,13 +16,13 @@ import (
 	"github.com/streamchat/streamchat/pkg/chat"
 )
 
-// BenchmarkWrite compares the two ways of sending one room entry to 200
+// BenchmarkWrite compares the two ways of sending one room entry to 1,000
 // real websocket connections over loopback, each drained by a peer that
 // discards what it reads: coder/websocket's Write of the JSON, and the gateway's own
 // non-blocking write of the frame encoded once (what Offer does).
 // ns/delivery is per connection per entry, system calls included.
 func BenchmarkWrite(b *testing.B) {
-	const conns = 200
+	const conns = 1000
 	type server struct {
 		ws *websocket.Conn
 		w  *wire
