@@ -77,17 +77,18 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		ReadHeaderTimeout: 10 * time.Second, // slow-header clients must not hold sockets
 		ErrorLog:          zap.NewStdLog(log.Named("http")),
 	}
-	log.Info("listening", zap.String("addr", ln.Addr().String()), zap.String("tail_mode", cfg.TailMode), zap.String("version", version))
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	if cfg.DebugAddr != "" {
+		// Before "listening": once that is logged, every listener is up.
 		stop, err := serveProfiler(cfg.DebugAddr, log)
 		if err != nil {
-			_ = srv.Close()
+			_ = ln.Close()
 			return err
 		}
 		defer stop()
 	}
+	log.Info("listening", zap.String("addr", ln.Addr().String()), zap.String("tail_mode", cfg.TailMode), zap.String("version", version))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
 
 	select {
 	case err := <-errc:

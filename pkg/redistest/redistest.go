@@ -168,6 +168,7 @@ func (s *Server) launch() error {
 		return fmt.Errorf("redis log: %w", err)
 	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return fmt.Errorf("start redis-server: %w", err)
