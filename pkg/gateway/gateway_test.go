@@ -76,6 +76,19 @@ func (e *env) wsURL(query string) string {
 	return "ws" + strings.TrimPrefix(e.http.URL, "http") + "/ws?" + query
 }
 
+// dialRaw opens a bare websocket that reads only when the test does.
+func (e *env) dialRaw(query string) *websocket.Conn {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, e.wsURL(query), nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { ws.CloseNow() })
+	return ws
+}
+
 func (e *env) dial(query string) *client.Conn {
 	e.t.Helper()
 	return clienttest.Dial(e.t, e.wsURL(query), nil)
@@ -443,11 +456,7 @@ func TestPingsDuringAFlood(t *testing.T) {
 	e := newEnv(t, hub.Options{}, gateway.Options{Rate: 1000, Burst: 1000})
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, e.wsURL("room=r1&name=pinger"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
+	ws := e.dialRaw("room=r1&name=pinger")
 	const n = 400
 	got := make(chan []string, 1)
 	readErr := make(chan error, 1)
@@ -503,14 +512,8 @@ func TestPingsDuringAFlood(t *testing.T) {
 
 func TestUnresponsiveClientIsDropped(t *testing.T) {
 	e := newEnv(t, hub.Options{}, gateway.Options{PingInterval: time.Second})
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
 	// A raw connection that never reads never answers pings.
-	ws, _, err := websocket.Dial(ctx, e.wsURL("room=r1&name=mute"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
+	e.dialRaw("room=r1&name=mute")
 	watcher := e.dial("room=r1&name=watch")
 	untilReady(t, watcher)
 	for {
@@ -572,14 +575,8 @@ func TestDrainClosesWith1001AndLeaves(t *testing.T) {
 // for WriteTimeout, and the others keep getting everything.
 func TestStuckWriterIsDropped(t *testing.T) {
 	e := newEnv(t, hub.Options{}, gateway.Options{WriteTimeout: 300 * time.Millisecond, MaxText: 60000, Rate: 1000, Burst: 1000})
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
 	// A raw connection that never reads after the handshake.
-	ws, _, err := websocket.Dial(ctx, e.wsURL("room=r1&name=stuck"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
+	e.dialRaw("room=r1&name=stuck")
 	talker := e.dial("room=r1&name=talker")
 	untilReady(t, talker)
 	big := strings.Repeat("x", 50000)
