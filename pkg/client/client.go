@@ -222,13 +222,8 @@ func (c *Conn) run(ws *websocket.Conn) {
 	attempt := 0
 	for {
 		err := c.readLoop(ws)
+		c.lost(ws)
 		c.mu.Lock()
-		c.ws = nil
-		c.ready = make(chan struct{})
-		for nonce, ch := range c.pending {
-			ch <- Event{Type: "error", Code: "disconnected", Nonce: nonce}
-			delete(c.pending, nonce)
-		}
 		stopped := c.closed
 		c.mu.Unlock()
 		if stopped || !c.opts.Reconnect || websocket.CloseStatus(err) == websocket.StatusPolicyViolation {
@@ -301,7 +296,7 @@ func (c *Conn) readLoop(ws *websocket.Conn) error {
 			_ = ws.Close(websocket.StatusProtocolError, "bad frame")
 			return fmt.Errorf("bad frame %q: %w", data, err)
 		}
-		if !c.accept(ev) {
+		if !c.accept(ws, ev) {
 			continue
 		}
 		if c.opts.OnEvent != nil {
@@ -312,11 +307,16 @@ func (c *Conn) readLoop(ws *websocket.Conn) error {
 	}
 }
 
-// accept updates the connection's state for ev and reports whether to
-// deliver it: entries at or before the last one delivered are dropped.
-func (c *Conn) accept(ev Event) bool {
+// accept updates the connection's state for ev, read from ws, and reports
+// whether to deliver it: entries at or before the last one delivered are
+// dropped, and so is whatever a connection already marked lost still had
+// buffered (a reconnect resumes after the last delivered entry).
+func (c *Conn) accept(ws *websocket.Conn, ev Event) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.ws != ws {
+		return false
+	}
 	switch {
 	case ev.IsEntry():
 		id, err := chat.ParseID(ev.ID)
@@ -379,7 +379,8 @@ func (c *Conn) Send(ctx context.Context, text string) (string, error) {
 		c.mu.Lock()
 		delete(c.pending, nonce)
 		c.mu.Unlock()
-		return "", fmt.Errorf("send: %w", err)
+		// The connection broke under the write: a drop before the ack.
+		return "", fmt.Errorf("%w: %v", ErrDisconnected, err)
 	}
 	select {
 	case ev := <-ch:
@@ -442,7 +443,26 @@ func (c *Conn) Drop() {
 	ws := c.ws
 	c.mu.Unlock()
 	if ws != nil {
+		// At once, not when the reader notices: a Send right after Drop
+		// must wait for the next connection, not write to this one.
+		c.lost(ws)
 		_ = ws.CloseNow()
+	}
+}
+
+// lost marks ws, if it is still the current connection, as gone: Send waits
+// for the next one, and sends waiting for an ack get ErrDisconnected.
+func (c *Conn) lost(ws *websocket.Conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ws != ws {
+		return // already marked
+	}
+	c.ws = nil
+	c.ready = make(chan struct{})
+	for nonce, ch := range c.pending {
+		ch <- Event{Type: "error", Code: "disconnected", Nonce: nonce}
+		delete(c.pending, nonce)
 	}
 }
 
