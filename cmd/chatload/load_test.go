@@ -74,8 +74,8 @@ func TestRunLoadEndToEnd(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client()
 	st := store.New(rdb, store.Options{Prefix: redistest.Prefix(t)})
-	h := hub.New(st, zap.NewNop(), hub.Options{Block: 200 * time.Millisecond, Encode: gateway.EncodeEntry})
-	gw := gateway.New(h, st, nil, zap.NewNop(), gateway.Options{Rate: 1000, Burst: 1000})
+	h := hub.New(st, zap.NewNop(), hub.Options{Block: 200 * time.Millisecond})
+	gw := gateway.New(gateway.FromHub(h), st, nil, zap.NewNop(), gateway.Options{Rate: 1000, Burst: 1000})
 	ts := httptest.NewServer(gw.Handler())
 	t.Cleanup(func() {
 		ts.Close()

@@ -25,13 +25,15 @@ import (
 	"github.com/streamchat/streamchat/pkg/metrics"
 	"github.com/streamchat/streamchat/pkg/store"
 	"github.com/streamchat/streamchat/pkg/web"
+	"github.com/streamchat/streamchat/pkg/wsconn"
 )
 
-// The store is what the hub reads and writes, and what readiness pings.
+// The store is what the hub reads and writes, and what the gateway reads
+// directly; a websocket connection is what the hub writes a room to.
 var (
-	_ hub.Store      = (*store.Store)(nil)
-	_ gateway.Pinger = (*store.Store)(nil)
-	_ gateway.Hub    = (*hub.Hub)(nil)
+	_ hub.Store       = (*store.Store)(nil)
+	_ gateway.Storage = (*store.Store)(nil)
+	_ hub.Follower    = (*wsconn.Conn)(nil)
 )
 
 // run serves until ctx ends, then drains within cfg.ShutdownGrace. Logs go
@@ -53,9 +55,9 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg, version)
 	st := store.New(rdb, store.Options{MaxLen: cfg.StreamMaxlen, Blocking: blocking})
-	h := hub.New(st, log, hub.Options{Direct: cfg.TailMode == config.TailDirect, History: cfg.History, Encode: gateway.EncodeEntry, Metrics: m})
+	h := hub.New(st, log, hub.Options{Direct: cfg.TailMode == config.TailDirect, History: cfg.History, Metrics: m})
 	defer h.Close()
-	gw := gateway.New(h, st, web.Handler(), log, gateway.Options{
+	gw := gateway.New(gateway.FromHub(h), st, web.Handler(), log, gateway.Options{
 		Replica:        cfg.ReplicaID,
 		MaxText:        cfg.MaxText,
 		MaxFrame:       cfg.MaxFrame,

@@ -106,7 +106,7 @@ func TestNormalizeName(t *testing.T) {
 	}
 }
 
-func TestDecodeFrame(t *testing.T) {
+func TestDecodeCommand(t *testing.T) {
 	t.Parallel()
 	const max = 10
 	tests := []struct {
@@ -137,15 +137,16 @@ func TestDecodeFrame(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := DecodeFrame([]byte(tt.in), max)
+			cmd, err := DecodeCommand([]byte(tt.in), max)
 			if tt.code != "" {
 				if err == nil || err.Code != tt.code || err.Nonce != tt.nonce {
-					t.Fatalf("DecodeFrame(%q) error = %+v, want code %s nonce %q", tt.in, err, tt.code, tt.nonce)
+					t.Fatalf("DecodeCommand(%q) error = %+v, want code %s nonce %q", tt.in, err, tt.code, tt.nonce)
 				}
 				return
 			}
+			got, _ := cmd.(Message)
 			if err != nil || got != tt.want {
-				t.Fatalf("DecodeFrame(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+				t.Fatalf("DecodeCommand(%q) = %+v, %v; want %+v", tt.in, cmd, err, tt.want)
 			}
 		})
 	}

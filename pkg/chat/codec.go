@@ -1,10 +1,10 @@
 package chat
 
 import (
-	"bytes"
 	"encoding/json"
+	"maps"
+	"slices"
 	"time"
-	"unicode/utf8"
 )
 
 // Frame types of the wire protocol that are not stream entries.
@@ -30,10 +30,11 @@ type eventFrame struct {
 	Replay bool   `json:"replay,omitempty"`
 }
 
-// EncodeEvent returns the wire frame of a stream entry. Callers on the live
+// EncodeEvent returns the wire payload of a stream entry: its fixed fields,
+// then its attributes as string fields in key order. Callers on the live
 // path encode each entry once and write the same bytes to every connection.
 func EncodeEvent(e Event, replay bool) []byte {
-	return mustMarshal(eventFrame{
+	b := mustMarshal(eventFrame{
 		Type:   e.Kind,
 		ID:     e.ID.String(),
 		Room:   e.Room,
@@ -43,6 +44,21 @@ func EncodeEvent(e Event, replay bool) []byte {
 		Nonce:  e.Nonce,
 		Replay: replay,
 	})
+	if len(e.Attrs) == 0 {
+		return b
+	}
+	// Splice the attributes into the object: its closing brace goes last.
+	b = b[:len(b)-1]
+	for _, k := range slices.Sorted(maps.Keys(e.Attrs)) {
+		if !ValidAttrKey(k) {
+			continue // never let an attribute shadow a fixed field
+		}
+		b = append(b, ',')
+		b = append(b, mustMarshal(k)...)
+		b = append(b, ':')
+		b = append(b, mustMarshal(e.Attrs[k])...)
+	}
+	return append(b, '}')
 }
 
 // EncodeHello returns the hello frame.
@@ -93,54 +109,6 @@ func mustMarshal(v any) []byte {
 		panic("chat: encoding a frame: " + err.Error())
 	}
 	return b
-}
-
-// Message is what a client asks to post.
-type Message struct {
-	Text  string
-	Nonce string
-}
-
-type clientFrame struct {
-	Type  string `json:"type"`
-	Text  string `json:"text"`
-	Nonce string `json:"nonce"`
-}
-
-// DecodeFrame decodes one client text frame. A frame whose first non-space
-// byte is '{' must be a JSON object {"type":"message","text":...,"nonce":...};
-// any other frame is a plain message whose whole content is the text. The
-// text is normalized with NormalizeText. The returned error carries the
-// nonce whenever one could be read, so the client can match it.
-func DecodeFrame(data []byte, maxText int) (Message, *Error) {
-	if !utf8.Valid(data) {
-		return Message{}, &Error{Code: CodeBadRequest, Message: "frame is not valid UTF-8"}
-	}
-	trimmed := bytes.TrimLeft(data, " \t\r\n")
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		text, err := NormalizeText(string(data), maxText)
-		if err != nil {
-			return Message{}, err
-		}
-		return Message{Text: text}, nil
-	}
-	var f clientFrame
-	if err := json.Unmarshal(trimmed, &f); err != nil {
-		return Message{}, &Error{Code: CodeBadRequest, Message: "frame is not a valid JSON object"}
-	}
-	nonce := f.Nonce
-	if utf8.RuneCountInString(nonce) > MaxNonceLen {
-		return Message{}, &Error{Code: CodeBadRequest, Message: "nonce is longer than 64 characters"}
-	}
-	if f.Type != string(KindMessage) {
-		return Message{}, &Error{Code: CodeBadRequest, Message: "unknown frame type", Nonce: nonce}
-	}
-	text, err := NormalizeText(f.Text, maxText)
-	if err != nil {
-		err.Nonce = nonce
-		return Message{}, err
-	}
-	return Message{Text: text, Nonce: nonce}, nil
 }
 
 // FormatTS formats t the way event timestamps are sent.

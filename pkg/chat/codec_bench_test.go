@@ -13,21 +13,21 @@ func BenchmarkEncodeEvent(b *testing.B) {
 	}
 }
 
-func BenchmarkDecodeFrameJSON(b *testing.B) {
+func BenchmarkDecodeCommandJSON(b *testing.B) {
 	frame := []byte(`{"type":"message","text":"` + strings.Repeat("x", 64) + `","nonce":"0123456789abcdef"}`)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := DecodeFrame(frame, 4000); err != nil {
+		if _, err := DecodeCommand(frame, 4000); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-func BenchmarkDecodeFramePlain(b *testing.B) {
+func BenchmarkDecodeCommandPlain(b *testing.B) {
 	frame := []byte(strings.Repeat("x", 64))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := DecodeFrame(frame, 4000); err != nil {
+		if _, err := DecodeCommand(frame, 4000); err != nil {
 			b.Fatal(err)
 		}
 	}

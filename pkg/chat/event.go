@@ -1,5 +1,7 @@
 package chat
 
+import "unicode/utf8"
+
 // Kind is the type of a stream entry.
 type Kind string
 
@@ -19,6 +21,60 @@ type Event struct {
 	From  string
 	Text  string
 	Nonce string
+	// Attrs are the fields that only some kinds carry (a file's name and
+	// size, the id an edit refers to): stored with the entry and sent as
+	// string fields of the event, so a new kind needs no new field here.
+	// Keys follow ValidAttrKey; see CheckAttrs for the limits.
+	Attrs map[string]string
+}
+
+// Limits of an event's attributes.
+const (
+	MaxAttrs        = 16
+	MaxAttrKeyLen   = 32
+	MaxAttrValueLen = 4096
+)
+
+// reservedKeys are the event's fixed wire fields, which no attribute may
+// shadow.
+var reservedKeys = map[string]bool{
+	"type": true, "id": true, "room": true, "from": true, "ts": true,
+	"text": true, "nonce": true, "replay": true,
+}
+
+// ValidAttrKey reports whether k can name an attribute: ^[a-z][a-z0-9_]*$,
+// at most MaxAttrKeyLen bytes, and not one of the event's fixed fields.
+func ValidAttrKey(k string) bool {
+	if k == "" || len(k) > MaxAttrKeyLen || reservedKeys[k] {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c >= 'a' && c <= 'z':
+		case (c >= '0' && c <= '9' || c == '_') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// CheckAttrs checks an event's attributes against the limits: at most
+// MaxAttrs, valid keys, values of valid UTF-8 up to MaxAttrValueLen bytes.
+func CheckAttrs(attrs map[string]string) *Error {
+	if len(attrs) > MaxAttrs {
+		return &Error{Code: CodeBadRequest, Message: "too many attributes"}
+	}
+	for k, v := range attrs {
+		if !ValidAttrKey(k) {
+			return &Error{Code: CodeBadRequest, Message: "attribute name must match ^[a-z][a-z0-9_]{0,31}$ and not be a fixed field"}
+		}
+		if len(v) > MaxAttrValueLen || !utf8.ValidString(v) {
+			return &Error{Code: CodeBadRequest, Message: "attribute value is not valid UTF-8 of at most 4096 bytes"}
+		}
+	}
+	return nil
 }
 
 // Replayable reports whether the event belongs to the history replayed on
@@ -42,8 +98,19 @@ type Hello struct {
 	Limits  Limits `json:"limits"`
 }
 
+// Identity is who a connection speaks as, as its authenticator decided.
+type Identity struct {
+	Name string // display name, already normalized (NormalizeName)
+}
+
 // Member is one connection present in a room.
 type Member struct {
 	Conn string // unique per connection; never contains ':'
 	Name string
+}
+
+// RoomStat describes a room's stream.
+type RoomStat struct {
+	Length int64 // entries it holds now
+	LastID ID    // the last entry ever generated; 0-0 for a new room
 }

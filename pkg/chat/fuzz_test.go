@@ -29,7 +29,7 @@ func FuzzDecode(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		msg, err := DecodeFrame(data, 100)
+		cmd, err := DecodeCommand(data, 100)
 		if err != nil {
 			if err.Code == "" || err.Message == "" {
 				t.Fatalf("error without code or message: %+v", err)
@@ -38,6 +38,10 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("error frame is not JSON")
 			}
 			return
+		}
+		msg, ok := cmd.(Message)
+		if !ok {
+			t.Fatalf("decoded %T, want a Message", cmd)
 		}
 		if !utf8.ValidString(msg.Text) || msg.Text == "" || utf8.RuneCountInString(msg.Text) > 100 {
 			t.Fatalf("accepted bad text %q", msg.Text)

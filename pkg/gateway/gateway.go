@@ -1,8 +1,9 @@
-// Package gateway serves the HTTP side of a replica: the websocket endpoint
-// with each connection's read loop and write side (frames written by the
-// room's tailer, or by an on-demand pump when behind), health,
-// readiness and metrics, and the drain on shutdown. Rooms, cursors and
-// storage live behind the Hub.
+// Package gateway serves the HTTP side of a replica: the routes (routes.go),
+// the chat protocol over each websocket (handshake and authentication,
+// greeting, the read loop and its command dispatch), the HTTP API, the one
+// table of client-visible failures (errors.go), and the drain on shutdown.
+// Rooms, cursors and delivery live behind the Hub; the websocket's writing
+// half is a wsconn.Conn, which the hub writes the room's entries to.
 package gateway
 
 import (
@@ -16,20 +17,52 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/streamchat/streamchat/pkg/chat"
 	"github.com/streamchat/streamchat/pkg/hub"
 	"github.com/streamchat/streamchat/pkg/metrics"
+	"github.com/streamchat/streamchat/pkg/wsconn"
 )
 
 // Hub is what the gateway needs from the rooms of this replica.
 type Hub interface {
-	Join(ctx context.Context, req hub.JoinRequest) (*hub.Session, error)
+	// Join enters a room and returns the session and its greeting.
+	Join(ctx context.Context, req hub.JoinRequest) (Session, hub.Greeting, error)
+	// Post appends an event; a *chat.Error means it was refused.
+	Post(ctx context.Context, e chat.Event) (chat.ID, error)
 	// Healthy reports an error when a room's tail is stuck.
 	Healthy() error
 }
 
-// Pinger checks that the storage answers.
-type Pinger interface {
+// Session is one connection's membership of a room (hub.Session).
+type Session interface {
+	// Next returns the entries after the cursor, waiting for one; only
+	// before Start.
+	Next(ctx context.Context) ([]hub.Entry, error)
+	// Start hands delivery to the hub, which writes to f from then on;
+	// onEnd reports why it stopped, if it stops before Leave.
+	Start(f hub.Follower, onEnd func(error))
+	// Leave ends the membership and appends the leave entry.
+	Leave(ctx context.Context) (bool, error)
+}
+
+// Storage is what the gateway reads directly: readiness and room stats.
+type Storage interface {
 	Ping(ctx context.Context) error
+	// Stat describes a room's stream.
+	Stat(ctx context.Context, room string) (chat.RoomStat, error)
+}
+
+// FromHub adapts the hub to the gateway's Hub; every wiring site uses it.
+func FromHub(h *hub.Hub) Hub { return hubAdapter{h} }
+
+type hubAdapter struct{ *hub.Hub }
+
+func (a hubAdapter) Join(ctx context.Context, req hub.JoinRequest) (Session, hub.Greeting, error) {
+	s, g, err := a.Hub.Join(ctx, req)
+	if err != nil {
+		return nil, g, err // not a typed nil in the interface
+	}
+	return s, g, nil
 }
 
 // Options tune a Server. The zero value of each field means its default.
@@ -60,6 +93,9 @@ type Options struct {
 	WriteTimeout time.Duration
 	// StoreTimeout bounds each storage call made for a client. Default 5s.
 	StoreTimeout time.Duration
+	// Auth decides who a websocket speaks as. Default: Anonymous, the
+	// name the client asks for.
+	Auth Authenticator
 	// Metrics receives the gateway's counters. Default: discarded.
 	Metrics *metrics.Metrics
 	// MetricsHandler, when set, is served at GET /metrics.
@@ -91,12 +127,15 @@ func (o *Options) setDefaults() {
 	if o.Metrics == nil {
 		o.Metrics = metrics.Discard()
 	}
+	if o.Auth == nil {
+		o.Auth = Anonymous{}
+	}
 }
 
 // Server is the HTTP and websocket front of one replica.
 type Server struct {
 	hub   Hub
-	store Pinger
+	store Storage
 	web   http.Handler
 	log   *zap.Logger
 	opts  Options
@@ -106,7 +145,7 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	sweeper  sync.Once // started with the first connection, ended by Drain
+	sweeper  *wsconn.Sweeper // bounds every write; ended by Drain
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	draining bool
@@ -114,10 +153,9 @@ type Server struct {
 }
 
 // New returns a Server. web serves everything that is not an API path.
-// The hub's entries must be encoded by EncodeEntry (hub.Options.Encode):
-// they are written to the sockets as they are. Drain ends the Server,
-// including the background goroutine its first websocket starts.
-func New(h Hub, store Pinger, web http.Handler, log *zap.Logger, opts Options) *Server {
+// Drain ends the Server, including the background goroutine its first
+// websocket starts.
+func New(h Hub, store Storage, web http.Handler, log *zap.Logger, opts Options) *Server {
 	opts.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
@@ -127,75 +165,10 @@ func New(h Hub, store Pinger, web http.Handler, log *zap.Logger, opts Options) *
 		log:    log.Named("gateway"),
 		opts:   opts,
 		ctx:    ctx,
-		cancel: cancel,
-		conns:  make(map[*conn]struct{}),
+		cancel:  cancel,
+		sweeper: wsconn.NewSweeper(opts.WriteTimeout),
+		conns:   make(map[*conn]struct{}),
 	}
-}
-
-// sweep drops connections whose write has not completed within
-// WriteTimeout: clients that stopped reading must not pin memory or a
-// goroutine.
-func (s *Server) sweep() {
-	t := time.NewTicker(min(time.Second, s.opts.WriteTimeout/4))
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case now := <-t.C:
-			s.mu.Lock()
-			for c := range s.conns {
-				if c.stuck(now, s.opts.WriteTimeout) {
-					go c.fail(errWriteTimeout)
-				}
-			}
-			s.mu.Unlock()
-		}
-	}
-}
-
-// Handler routes /ws, /healthz, /readyz and the web client.
-func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /ws", s.serveWS)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", s.serveReady)
-	if s.opts.MetricsHandler != nil {
-		mux.Handle("GET /metrics", s.opts.MetricsHandler)
-	}
-	if s.web != nil {
-		mux.Handle("/", s.web)
-	}
-	return mux
-}
-
-// serveReady answers 200 only when this replica should get traffic: not
-// draining, Redis answers, and every room's tail reads.
-func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	fail := func(why string) {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte(why + "\n"))
-	}
-	if s.isDraining() {
-		fail("draining")
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-	defer cancel()
-	if err := s.store.Ping(ctx); err != nil {
-		fail("redis: not answering")
-		return
-	}
-	if err := s.hub.Healthy(); err != nil {
-		fail("tail: " + err.Error())
-		return
-	}
-	_, _ = w.Write([]byte("ready\n"))
 }
 
 func (s *Server) isDraining() bool {
@@ -213,7 +186,6 @@ func (s *Server) track(c *conn) bool {
 	}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
-	s.sweeper.Do(func() { go s.sweep() }) // ends with s.ctx, at the end of Drain
 	return true
 }
 
@@ -287,6 +259,7 @@ func (s *Server) Drain(ctx context.Context) error {
 		s.wg.Wait()
 		close(done)
 	}()
+	defer s.sweeper.Stop()
 	select {
 	case <-done:
 		s.cancel()
@@ -295,7 +268,7 @@ func (s *Server) Drain(ctx context.Context) error {
 		s.cancel() // drop what is left
 		s.mu.Lock()
 		for c := range s.conns {
-			_ = c.ws.CloseNow()
+			c.ws.Drop()
 		}
 		s.mu.Unlock()
 		<-done

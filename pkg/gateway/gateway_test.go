@@ -55,9 +55,8 @@ func newEnv(t *testing.T, hopts hub.Options, gopts gateway.Options) *env {
 		// keeps the default.
 		hopts.Block = 250 * time.Millisecond
 	}
-	hopts.Encode = gateway.EncodeEntry
 	h := hub.New(st, log, hopts)
-	gw := gateway.New(h, st, http.NotFoundHandler(), log, gopts)
+	gw := gateway.New(gateway.FromHub(h), st, http.NotFoundHandler(), log, gopts)
 	ts := httptest.NewServer(gw.Handler())
 	e := &env{t: t, redis: srv, store: st, hub: h, gw: gw, http: ts}
 	t.Cleanup(func() {
@@ -597,8 +596,8 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg, "test")
 	st := store.New(rdb, store.Options{Prefix: redistest.Prefix(t)})
-	h := hub.New(st, log, hub.Options{Block: 250 * time.Millisecond, Encode: gateway.EncodeEntry, Metrics: m})
-	gw := gateway.New(h, st, nil, log, gateway.Options{Metrics: m, MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Rate: 1, Burst: 2})
+	h := hub.New(st, log, hub.Options{Block: 250 * time.Millisecond, Metrics: m})
+	gw := gateway.New(gateway.FromHub(h), st, nil, log, gateway.Options{Metrics: m, MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Rate: 1, Burst: 2})
 	ts := httptest.NewServer(gw.Handler())
 	t.Cleanup(func() {
 		ts.Close()

@@ -24,59 +24,47 @@ func BenchmarkFanOut(b *testing.B) {
 	}
 }
 
-// counter is a follower that counts the messages it is handed.
+// counter is a follower that counts the messages it is sent; in "next"
+// mode it is not a follower but a reader goroutine on Next.
 type counter struct {
 	s       *hub.Session
 	pending *atomic.Int64
 	done    chan struct{}
-	wake    chan struct{}
 }
 
-func (c *counter) Offer(entries []hub.Entry) (int, bool) {
-	c.count(entries)
-	return len(entries), true
+func (c *counter) TryWrite(payloads [][]byte) (int, bool) {
+	c.count(payloads)
+	return len(payloads), true
 }
 
-func (c *counter) Wake() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
+func (c *counter) Write(payloads ...[]byte) error {
+	c.count(payloads)
+	return nil
 }
 
-func (c *counter) count(entries []hub.Entry) {
-	for _, e := range entries {
-		// Messages only; joins are ignored. The frame is what a connection
-		// would write.
-		if len(e.Frame) > 0 && e.Frame[9] == 'm' && c.pending.Add(-1) == 0 {
+func (c *counter) count(payloads [][]byte) {
+	for _, p := range payloads {
+		// Messages only; joins are ignored. The payload is what a
+		// connection would send.
+		if len(p) > 9 && p[9] == 'm' && c.pending.Add(-1) == 0 {
 			c.done <- struct{}{}
 		}
 	}
 }
 
-// read reads on by itself (follow: until nothing is ready, then follows
-// and waits to be woken; otherwise: with Next, for ever).
-func (c *counter) read(ctx context.Context, follow bool) {
+// read reads with Next for ever, as a goroutine per connection would.
+func (c *counter) read(ctx context.Context) {
+	var payloads [][]byte
 	for {
-		var batch []hub.Entry
-		var err error
-		if follow {
-			batch, err = c.s.TryNext(ctx)
-		} else {
-			batch, err = c.s.Next(ctx)
-		}
+		batch, err := c.s.Next(ctx)
 		if err != nil {
 			return
 		}
-		c.count(batch)
-		if follow && len(batch) == 0 {
-			c.s.Follow(c)
-			select {
-			case <-c.wake:
-			case <-ctx.Done():
-				return
-			}
+		payloads = payloads[:0]
+		for i := range batch {
+			payloads = append(payloads, batch[i].Payload)
 		}
+		c.count(payloads)
 	}
 }
 
@@ -88,13 +76,17 @@ func benchFanOut(b *testing.B, follow bool) {
 	var pending atomic.Int64
 	done := make(chan struct{}, 1)
 	for i := range sessions {
-		s, err := h.Join(ctx, hub.JoinRequest{Room: "bench", Name: fmt.Sprint("u", i), Conn: fmt.Sprint("c", i)})
+		s, _, err := h.Join(ctx, hub.JoinRequest{Room: "bench", Name: fmt.Sprint("u", i), Conn: fmt.Sprint("c", i)})
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { _, _ = s.Leave(context.Background()) })
-		c := &counter{s: s, pending: &pending, done: done, wake: make(chan struct{}, 1)}
-		go c.read(ctx, follow)
+		c := &counter{s: s, pending: &pending, done: done}
+		if follow {
+			s.Start(c, func(error) {})
+		} else {
+			go c.read(ctx)
+		}
 	}
 	text := "0123456789012345678901234567890123456789012345678901234567890123"
 	b.ReportAllocs()

@@ -1,7 +1,7 @@
 package hub_test
 
 import (
-	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -12,92 +12,62 @@ import (
 	"github.com/streamchat/streamchat/pkg/hub"
 )
 
-// follower is a hub.Follower that records what it is given, as a
-// connection would write it. It takes at most take entries per Offer (0:
-// all, -1: none); when it falls short it is woken and
-// catches up with TryNext in its own goroutine, then follows again, as the
-// gateway's pump does.
+// follower is a hub.Follower that records what it is sent, as a
+// connection would write it. TryWrite takes at most take payloads (0: all,
+// -1: none); Write takes everything, as the session's catch-up writes it.
 type follower struct {
-	s    *hub.Session
 	take int
 
 	mu      sync.Mutex
 	got     []chat.ID
 	offered int // entries taken from the tailer
-	wakes   int
+	wakes   int // catch-ups begun after the first
 	err     error
-
-	wake chan struct{}
 }
 
+// newFollower starts s's delivery to a new follower.
 func newFollower(t testing.TB, s *hub.Session, take int) *follower {
-	f := &follower{s: s, take: take, wake: make(chan struct{}, 1)}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	t.Cleanup(func() {
-		cancel()
-		<-done
+	f := &follower{take: take, wakes: -1}
+	s.Start(f, func(err error) {
+		f.mu.Lock()
+		f.err = err
+		f.mu.Unlock()
 	})
-	go func() {
-		defer close(done)
-		f.run(ctx)
-	}()
 	return f
 }
 
-func (f *follower) Offer(entries []hub.Entry) (int, bool) {
-	n := len(entries)
+func (f *follower) TryWrite(payloads [][]byte) (int, bool) {
+	n := len(payloads)
 	if f.take != 0 {
 		n = max(0, min(n, f.take))
 	}
-	f.record(entries[:n])
+	f.record(payloads[:n])
 	f.mu.Lock()
 	f.offered += n
 	f.mu.Unlock()
-	return n, n == len(entries)
+	return n, n == len(payloads)
 }
 
-func (f *follower) Wake() {
-	f.mu.Lock()
-	f.wakes++
-	f.mu.Unlock()
-	select {
-	case f.wake <- struct{}{}:
-	default:
+func (f *follower) Write(payloads ...[]byte) error {
+	if len(payloads) == 0 {
+		// A catch-up starts by sending what TryWrite left.
+		f.mu.Lock()
+		f.wakes++
+		f.mu.Unlock()
 	}
+	f.record(payloads)
+	return nil
 }
 
-func (f *follower) record(entries []hub.Entry) {
+func (f *follower) record(payloads [][]byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, e := range entries {
-		f.got = append(f.got, e.ID)
-	}
-}
-
-// run reads on by itself until nothing is ready, follows, and waits to be
-// woken; it ends when the session does.
-func (f *follower) run(ctx context.Context) {
-	for {
-		for {
-			batch, err := f.s.TryNext(ctx)
-			if err != nil {
-				f.mu.Lock()
-				f.err = err
-				f.mu.Unlock()
-				return
-			}
-			if len(batch) == 0 {
-				break
-			}
-			f.record(batch)
+	for _, p := range payloads {
+		var ev struct{ ID string }
+		if err := json.Unmarshal(p, &ev); err != nil {
+			panic(err)
 		}
-		f.s.Follow(f)
-		select {
-		case <-f.wake:
-		case <-ctx.Done():
-			return
-		}
+		f.got = append(f.got, chat.MustParseID(ev.ID))
 	}
 }
 
@@ -127,7 +97,7 @@ func (f *follower) counts() (offered, wakes int) {
 }
 
 // A follower that keeps up gets every entry from the tailer, in order, and
-// is never woken.
+// needs no catch-up after its first.
 func TestFollowerTakesEveryBatch(t *testing.T) {
 	h, st, _ := setup(t, 100000, hub.Options{})
 	s := join(t, h, "r", "ann")
@@ -197,7 +167,7 @@ func TestManyFollowers(t *testing.T) {
 	}
 }
 
-// Stopping the hub wakes its followers, which then see ErrClosed.
+// Stopping the hub ends its followers' delivery with ErrClosed.
 func TestCloseWakesFollowers(t *testing.T) {
 	h, _, _ := setup(t, 2000, hub.Options{})
 	s := join(t, h, "r", "ann")
@@ -213,7 +183,7 @@ func TestCloseWakesFollowers(t *testing.T) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("follower error %v, want ErrClosed", err)
+			t.Fatalf("delivery ended with %v, want ErrClosed", err)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}

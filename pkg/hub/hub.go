@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,6 +45,9 @@ var (
 	ErrLagged = errors.New("connection fell behind the room's stream")
 	// ErrClosed means the hub is shutting down.
 	ErrClosed = errors.New("hub closed")
+	// ErrUnavailable means the room storage did not answer; the caller
+	// may try again.
+	ErrUnavailable = errors.New("room storage unavailable")
 )
 
 // Options tune a Hub. The zero value of each field means its default.
@@ -69,10 +73,6 @@ type Options struct {
 	// PresenceTTL is how long a member stays online without a refresh; the
 	// hub refreshes its members every third of it. Default 30s.
 	PresenceTTL time.Duration
-	// Encode turns a live entry into the bytes every connection is sent,
-	// once per replica. Default: the event's JSON (chat.EncodeEvent); the
-	// gateway passes its websocket framing of it.
-	Encode func(chat.Event) []byte
 	// Metrics receives the hub's counters. Default: discarded.
 	Metrics *metrics.Metrics
 }
@@ -95,9 +95,6 @@ func (o *Options) setDefaults() {
 	}
 	if o.PresenceTTL <= 0 {
 		o.PresenceTTL = 30 * time.Second
-	}
-	if o.Encode == nil {
-		o.Encode = func(e chat.Event) []byte { return chat.EncodeEvent(e, false) }
 	}
 	if o.Metrics == nil {
 		o.Metrics = metrics.Discard()
@@ -191,38 +188,75 @@ type JoinRequest struct {
 
 // Join reads the room's history (or the entries after Since, when the
 // stream still holds all of them), records the member as online, appends
-// its join entry and attaches it to the room. The caller must call Leave.
-func (h *Hub) Join(ctx context.Context, req JoinRequest) (*Session, error) {
+// its join entry and attaches it to the room. The caller sends the
+// greeting, then calls Start, and must call Leave.
+func (h *Hub) Join(ctx context.Context, req JoinRequest) (*Session, Greeting, error) {
+	var g Greeting
 	if h.isClosed() {
-		return nil, ErrClosed
+		return nil, g, ErrClosed
 	}
 	s := &Session{h: h, member: chat.Member{Conn: req.Conn, Name: req.Name}, room: req.Room}
 	if req.Resume {
 		events, last, err := h.store.After(ctx, req.Room, req.Since, h.opts.Batch)
 		switch {
 		case err == nil:
-			s.Resumed, s.Boundary, s.cursor, s.pending = true, last, req.Since, events
+			g.Resumed, g.Boundary, s.cursor, s.pending = true, last, req.Since, events
 		case !errors.Is(err, chat.ErrGap):
-			return nil, fmt.Errorf("resume %s: %w", req.Room, err)
+			return nil, g, fmt.Errorf("resume %s: %w: %w", req.Room, ErrUnavailable, err)
 		}
 	}
-	if !s.Resumed {
+	if !g.Resumed {
 		events, boundary, err := h.store.Recent(ctx, req.Room, h.opts.History)
 		if err != nil {
-			return nil, fmt.Errorf("replay %s: %w", req.Room, err)
+			return nil, g, fmt.Errorf("replay %s: %w: %w", req.Room, ErrUnavailable, err)
 		}
-		s.Replay, s.Boundary, s.cursor = events, boundary, boundary
+		g.Replay, g.Boundary, s.cursor = events, boundary, boundary
 	}
+	g.Cursor = s.cursor
 	_, online, err := h.store.Join(ctx, req.Room, s.member, h.opts.PresenceTTL)
 	if err != nil {
-		return nil, err
+		return nil, g, fmt.Errorf("join %s: %w: %w", req.Room, ErrUnavailable, err)
 	}
-	s.Online = online
-	if err := h.attach(s); err != nil {
+	g.Online = online
+	if err := h.attach(s, g.Boundary); err != nil {
 		_, _ = h.store.Leave(ctx, req.Room, s.member) // undo the join; the hub is closing anyway
-		return nil, err
+		return nil, g, err
 	}
-	return s, nil
+	return s, g, nil
+}
+
+// Post appends e to its room's stream and returns its ID once Redis has
+// stored it. Nobody needs to have joined the room on this replica: it is
+// how a connection posts, and how a server-side publisher or bot will.
+// e.From and e.Kind must be set; presence kinds are the hub's own. A bad
+// event fails with a *chat.Error and appends nothing; a storage failure
+// wraps ErrUnavailable.
+func (h *Hub) Post(ctx context.Context, e chat.Event) (chat.ID, error) {
+	switch {
+	case !chat.ValidRoom(e.Room):
+		return chat.ID{}, &chat.Error{Code: chat.CodeBadRoom, Message: "room must match ^[a-z0-9][a-z0-9_-]{0,63}$", Nonce: e.Nonce}
+	case e.Kind == "" || e.Kind == chat.KindJoin || e.Kind == chat.KindLeave:
+		return chat.ID{}, &chat.Error{Code: chat.CodeBadRequest, Message: "not a kind of entry that can be posted", Nonce: e.Nonce}
+	case e.Kind == chat.KindMessage && strings.TrimSpace(e.Text) == "":
+		return chat.ID{}, &chat.Error{Code: chat.CodeBadRequest, Message: "text is empty", Nonce: e.Nonce}
+	case e.From == "":
+		return chat.ID{}, &chat.Error{Code: chat.CodeBadName, Message: "the sender's name is empty", Nonce: e.Nonce}
+	}
+	if cerr := chat.CheckAttrs(e.Attrs); cerr != nil {
+		cerr.Nonce = e.Nonce
+		return chat.ID{}, cerr
+	}
+	e.ID = chat.ID{}
+	start := time.Now()
+	id, err := h.store.Append(ctx, e)
+	m := h.opts.Metrics
+	if err != nil {
+		m.RedisErrors.WithLabelValues("append").Inc()
+		return chat.ID{}, fmt.Errorf("post to %s: %w: %w", e.Room, ErrUnavailable, err)
+	}
+	m.MessagesAppended.Inc()
+	m.AppendSeconds.Observe(metrics.Since(start))
+	return id, nil
 }
 
 func (h *Hub) isClosed() bool {
@@ -232,7 +266,7 @@ func (h *Hub) isClosed() bool {
 }
 
 // attach registers the session with its room, starting the room if needed.
-func (h *Hub) attach(s *Session) error {
+func (h *Hub) attach(s *Session, boundary chat.ID) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -240,7 +274,7 @@ func (h *Hub) attach(s *Session) error {
 	}
 	r := h.rooms[s.room]
 	if r == nil {
-		r = newRoom(h, s.room, s.Boundary)
+		r = newRoom(h, s.room, boundary)
 		h.rooms[s.room] = r
 		r.start()
 	}

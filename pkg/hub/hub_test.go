@@ -36,7 +36,7 @@ func join(t testing.TB, h *hub.Hub, room, name string) *hub.Session {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	s, err := h.Join(ctx, hub.JoinRequest{Room: room, Name: name, Conn: name})
+	s, _, err := h.Join(ctx, hub.JoinRequest{Room: room, Name: name, Conn: name})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func collect(t *testing.T, s *hub.Session, n int) []chat.ID {
 			t.Fatalf("Next after %d entries %v: %v", len(got), got, err)
 		}
 		for _, e := range batch {
-			got = append(got, e.ID)
+			got = append(got, e.ID())
 		}
 	}
 	return got
@@ -162,7 +162,7 @@ func TestCloseEndsSessions(t *testing.T) {
 			if err := <-errc; !errors.Is(err, hub.ErrClosed) {
 				t.Fatalf("Next = %v, want ErrClosed", err)
 			}
-			if _, err := h.Join(context.Background(), hub.JoinRequest{Room: "r", Name: "bob", Conn: "b"}); !errors.Is(err, hub.ErrClosed) {
+			if _, _, err := h.Join(context.Background(), hub.JoinRequest{Room: "r", Name: "bob", Conn: "b"}); !errors.Is(err, hub.ErrClosed) {
 				t.Fatalf("Join after Close = %v", err)
 			}
 		})

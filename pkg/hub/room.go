@@ -12,20 +12,32 @@ import (
 	"github.com/streamchat/streamchat/pkg/chat"
 )
 
-// Entry is a stream entry with its live wire frame (Options.Encode), encoded
-// once per replica and shared by every connection; Frame must not be
-// modified.
+// Entry is a stream entry as this replica delivers it: the event and its
+// live payload (chat.EncodeEvent), encoded once per replica and shared by
+// every connection. Payload must not be modified. How a payload travels
+// (a websocket frame, say) is the Follower's business.
 type Entry struct {
-	ID    chat.ID
-	Frame []byte
+	Event   chat.Event
+	Payload []byte
 }
 
-func (h *Hub) encode(events []chat.Event) []Entry {
+// ID is the entry's stream ID.
+func (e *Entry) ID() chat.ID { return e.Event.ID }
+
+func encode(events []chat.Event) []Entry {
 	entries := make([]Entry, len(events))
 	for i, e := range events {
-		entries[i] = Entry{ID: e.ID, Frame: h.opts.Encode(e)}
+		entries[i] = Entry{Event: e, Payload: chat.EncodeEvent(e, false)}
 	}
 	return entries
+}
+
+// payloadsOf appends the payloads of entries to dst.
+func payloadsOf(dst [][]byte, entries []Entry) [][]byte {
+	for i := range entries {
+		dst = append(dst, entries[i].Payload)
+	}
+	return dst
 }
 
 // room is one active room on this replica. Its members and idle timer are
@@ -58,6 +70,7 @@ type room struct {
 	followers []*Session
 
 	offering []*Session // the tailer's copy of followers for one batch
+	payloads [][]byte   // the tailer's payloads of one batch, shared by its followers
 }
 
 func newRoom(h *Hub, name string, from chat.ID) *room {
@@ -135,7 +148,7 @@ func (r *room) tail() {
 		backoff.reset()
 		r.lastRead.Store(time.Now().UnixNano())
 		if len(events) > 0 {
-			r.push(r.h.encode(events))
+			r.push(encode(events))
 		}
 	}
 }
@@ -150,7 +163,7 @@ func (r *room) push(entries []Entry) {
 	size := len(r.ring)
 	for _, e := range entries {
 		if r.n == size {
-			r.base = r.ring[r.head].ID
+			r.base = r.ring[r.head].ID()
 			r.ring[r.head] = Entry{}
 			r.head = (r.head + 1) % size
 			r.n--
@@ -158,7 +171,7 @@ func (r *room) push(entries []Entry) {
 		r.ring[(r.head+r.n)%size] = e
 		r.n++
 	}
-	r.last = entries[len(entries)-1].ID
+	r.last = entries[len(entries)-1].ID()
 	close(r.wake)
 	r.wake = make(chan struct{})
 	// Outside the lock: a follower may join or leave meanwhile, and the
@@ -166,9 +179,15 @@ func (r *room) push(entries []Entry) {
 	fs := append(r.offering[:0], r.followers...)
 	r.mu.Unlock()
 
-	wake := offerAll(fs, prev, entries)
-	clear(fs) // hold no session past its batch
+	payloads := payloadsOf(r.payloads[:0], entries)
+	wake := offerAll(fs, prev, entries, payloads)
+	clear(fs) // hold no session or payload past its batch
 	r.offering = fs[:0]
+	clear(payloads)
+	if cap(payloads) > 8 {
+		payloads = nil
+	}
+	r.payloads = payloads[:0]
 	if len(wake) == 0 {
 		return
 	}
@@ -181,7 +200,7 @@ func (r *room) push(entries []Entry) {
 	r.mu.Unlock()
 	for _, s := range wake {
 		if s != nil {
-			s.follower.Wake()
+			s.wake()
 		}
 	}
 }
@@ -190,20 +209,20 @@ func (r *room) push(entries []Entry) {
 // room's fan-out spreads over the cores, a small one costs no goroutine.
 const offerChunk = 256
 
-// offerAll offers the batch that follows prev to every follower in fs and
-// returns those that must be woken.
-func offerAll(fs []*Session, prev chat.ID, entries []Entry) []*Session {
+// offerAll offers the batch that follows prev (entries, and their payloads)
+// to every follower in fs and returns those that must be woken.
+func offerAll(fs []*Session, prev chat.ID, entries []Entry, payloads [][]byte) []*Session {
 	if len(fs) <= offerChunk {
-		return offerEach(nil, fs, prev, entries)
+		return offerEach(nil, fs, prev, entries, payloads)
 	}
 	chunks := (len(fs) + offerChunk - 1) / offerChunk
 	wakes := make([][]*Session, chunks)
 	var wg sync.WaitGroup
 	for k := 1; k < chunks; k++ {
 		part := fs[k*offerChunk : min((k+1)*offerChunk, len(fs))]
-		wg.Go(func() { wakes[k] = offerEach(nil, part, prev, entries) })
+		wg.Go(func() { wakes[k] = offerEach(nil, part, prev, entries, payloads) })
 	}
-	wakes[0] = offerEach(nil, fs[:offerChunk], prev, entries)
+	wakes[0] = offerEach(nil, fs[:offerChunk], prev, entries, payloads)
 	wg.Wait()
 	var wake []*Session
 	for _, w := range wakes {
@@ -214,7 +233,7 @@ func offerAll(fs []*Session, prev chat.ID, entries []Entry) []*Session {
 
 // offerEach offers each follower the entries after its cursor and appends
 // to wake those that did not take them all.
-func offerEach(wake, fs []*Session, prev chat.ID, entries []Entry) []*Session {
+func offerEach(wake, fs []*Session, prev chat.ID, entries []Entry, payloads [][]byte) []*Session {
 	for _, s := range fs {
 		if s.cursor.Less(prev) {
 			// It is behind this batch: what lies between is not in it.
@@ -222,17 +241,18 @@ func offerEach(wake, fs []*Session, prev chat.ID, entries []Entry) []*Session {
 			continue
 		}
 		i := 0
-		for i < len(entries) && !s.cursor.Less(entries[i].ID) {
+		for i < len(entries) && !s.cursor.Less(entries[i].ID()) {
 			i++ // it read these from Redis before the tailer did
 		}
 		if i == len(entries) {
 			continue
 		}
-		n, ok := s.follower.Offer(entries[i:])
+		n, whole := s.f.TryWrite(payloads[i:])
 		if n > 0 {
-			s.cursor = entries[i+n-1].ID
+			s.cursor = entries[i+n-1].ID()
+			s.delivered(entries[i : i+n])
 		}
-		if !ok || i+n < len(entries) {
+		if !whole || i+n < len(entries) {
 			wake = append(wake, s)
 		}
 	}
@@ -245,7 +265,7 @@ func (r *room) follow(s *Session, seen chat.ID) {
 	r.mu.Lock()
 	if r.stopped || seen.Less(r.last) {
 		r.mu.Unlock()
-		s.follower.Wake()
+		s.wake()
 		return
 	}
 	r.followers = append(r.followers, s)
@@ -288,7 +308,7 @@ func (r *room) release() {
 	r.followers = nil
 	r.mu.Unlock()
 	for _, s := range fs {
-		s.follower.Wake()
+		s.wake()
 	}
 }
 
@@ -304,7 +324,7 @@ func (r *room) after(cursor chat.ID, max int, dst []Entry) (entries []Entry, wak
 		return dst, r.wake, r.last, true
 	}
 	size := len(r.ring)
-	i := sort.Search(r.n, func(i int) bool { return cursor.Less(r.ring[(r.head+i)%size].ID) })
+	i := sort.Search(r.n, func(i int) bool { return cursor.Less(r.ring[(r.head+i)%size].ID()) })
 	for ; i < r.n && len(dst) < max; i++ {
 		dst = append(dst, r.ring[(r.head+i)%size])
 	}

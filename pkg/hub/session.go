@@ -4,23 +4,36 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/streamchat/streamchat/pkg/chat"
 )
 
-// Session is one connection's membership of a room: its cursor and how it
-// reads on. Next, TryNext and Follow must not run concurrently with each
-// other (one reader at a time, in sequence); Post and Leave may be called
-// from another goroutine.
-type Session struct {
-	h      *Hub
-	r      *room
-	room   string
-	member chat.Member
+// A Follower is the sending half of one connection, as the hub drives it.
+// While the connection keeps up, the room's tailer writes each batch to it
+// with TryWrite, which costs no goroutine and no wake-up; when it falls
+// short, the session's own catch-up goroutine writes with Write until it
+// has caught up, and the tailer takes over again. So each connection has
+// exactly one writer at a time, and a slow one delays only itself.
+type Follower interface {
+	// TryWrite sends payloads, in order, as far as the connection takes
+	// them without waiting, and returns how many it took: one it began
+	// counts, its rest goes out first on the next Write. whole reports that
+	// all it took went out whole. It must not block and must not keep
+	// payloads. Errors are the connection's own: it reports them as less
+	// than all taken, and Write returns them.
+	TryWrite(payloads [][]byte) (taken int, whole bool)
+	// Write sends payloads in order, waiting for the connection as long as
+	// its own write timeout allows; with none, it sends what TryWrite left.
+	Write(payloads ...[]byte) error
+}
 
+// Greeting is what a connection is told when it joins.
+type Greeting struct {
 	// Resumed reports that the entries after JoinRequest.Since are all
-	// still in the stream and will be delivered by Next; otherwise Replay
-	// holds the recent history.
+	// still in the stream and Next delivers them; otherwise Replay holds
+	// the recent history.
 	Resumed bool
 	// Replay is the history to send with "replay":true, oldest first.
 	Replay []chat.Event
@@ -28,43 +41,54 @@ type Session struct {
 	// Entries after it are live; when resuming, Next delivers the entries
 	// up to it first, and the client is ready once it has them.
 	Boundary chat.ID
+	// Cursor is where the session starts: Since when resuming, else Boundary.
+	Cursor chat.ID
 	// Online is the distinct names online when the member joined.
 	Online []string
+}
+
+// Session is one connection's membership of a room: its cursor and its
+// delivery. Before Start the caller may read with Next (a resume's
+// catch-up up to the greeting's boundary); from Start on, the hub alone
+// moves the cursor and writes to the Follower. Leave ends it.
+type Session struct {
+	h      *Hub
+	r      *room
+	room   string
+	member chat.Member
 
 	cursor  chat.ID
-	seen    chat.ID      // the room's newest entry at the last empty TryNext
+	seen    chat.ID      // the room's newest entry at the last empty look
 	pending []chat.Event // first page of a resume, already read
-	buf     []Entry      // reused by Next
+	buf     []Entry      // reused by next
 
-	// follower and follow (its index + 1 among the room's followers, 0
-	// when not following) are guarded by the room's mutex.
-	follower Follower
-	follow   int
+	f     Follower
+	onEnd func(error)
+	ctx   context.Context // delivery's lifetime, from Start to Leave
+	stop  context.CancelFunc
+
+	// The catch-up goroutine runs only while the connection is behind the
+	// room's tailer. Guarded by pumpMu.
+	pumpMu      sync.Mutex
+	pumpIdle    *sync.Cond
+	pumpRunning bool
+	pumpStopped bool
+	payloads    [][]byte // the catch-up's scratch
+
+	// follow is the session's index + 1 among the room's followers, 0
+	// when not following; guarded by the room's mutex.
+	follow int
 }
 
-// A Follower takes a room's new entries straight from its tailer, so a
-// connection that keeps up costs no goroutine and no wake-up per batch.
-type Follower interface {
-	// Offer is given the entries after the session's cursor, oldest first.
-	// It must not block: it takes what it can send at once, in order, and
-	// returns how many (the cursor moves past those) and whether it keeps
-	// following, which it can only when it took them all. Offer is called
-	// from one goroutine at a time.
-	Offer(entries []Entry) (taken int, ok bool)
-	// Wake tells the follower to go on by itself, with TryNext and then
-	// Follow: Offer returned false, a batch came before Follow, or the room
-	// is stopping. It must not block.
-	Wake()
-}
-
-// Cursor is the ID of the last entry Next returned (or the starting point).
+// Cursor is the ID of the last entry delivered (or the starting point).
 func (s *Session) Cursor() chat.ID { return s.cursor }
 
 // Next returns the entries after the session's cursor, oldest first, waiting
 // until there is at least one, and advances the cursor past them. The slice
-// is valid until the next call. It fails with ErrLagged when the entries
-// after the cursor are gone from the stream, with ErrClosed when the hub
-// closes, and with ctx's error when ctx ends. Redis failures are retried.
+// is valid until the next call. Only before Start. It fails with ErrLagged
+// when the entries after the cursor are gone from the stream, with
+// ErrClosed when the hub closes, and with ctx's error when ctx ends. Redis
+// failures are retried.
 func (s *Session) Next(ctx context.Context) ([]Entry, error) {
 	if s.h.opts.Direct && len(s.pending) == 0 {
 		return s.nextDirect(ctx)
@@ -72,33 +96,102 @@ func (s *Session) Next(ctx context.Context) ([]Entry, error) {
 	return s.next(ctx, true) // takes a resume's first page, in either mode
 }
 
-// TryNext is Next without the wait: when nothing is ready it returns no
-// entries, and Follow then hands over what comes next. Shared mode only
-// (see Follows); a connection with nothing to send needs no goroutine.
-func (s *Session) TryNext(ctx context.Context) ([]Entry, error) {
-	return s.next(ctx, false)
+// Start hands the session's delivery to the hub: from the cursor on, every
+// entry of the room is written to f, in order, each once, by the room's
+// tailer while f keeps up and by the session's catch-up goroutine when it
+// does not (in direct mode, always by the latter, reading Redis itself).
+// onEnd is called once, from any goroutine, if delivery stops before
+// Leave: ErrLagged, ErrClosed, or f's write error. Call Start once.
+func (s *Session) Start(f Follower, onEnd func(error)) {
+	s.f, s.onEnd = f, onEnd
+	s.ctx, s.stop = context.WithCancel(s.r.ctx)
+	s.pumpIdle = sync.NewCond(&s.pumpMu)
+	s.wake()
 }
 
-// Follows reports whether Follow works: in direct mode there is no room
-// tailer to follow, and the caller must loop on Next.
-func (s *Session) Follows() bool { return !s.h.opts.Direct }
+// wake starts the catch-up goroutine unless it runs or the session is
+// leaving. It never blocks.
+func (s *Session) wake() {
+	s.pumpMu.Lock()
+	if s.pumpStopped || s.pumpRunning {
+		s.pumpMu.Unlock()
+		return
+	}
+	s.pumpRunning = true
+	s.pumpMu.Unlock()
+	go s.pump()
+}
 
-// Follow registers f for the entries after the last empty TryNext: the
-// room's tailer offers each new batch to f until f takes less than all of
-// it, and then calls f.Wake (at once, if entries came already or the room
-// is stopping). Between Follow and Wake the tailer owns the cursor: the
-// caller must not call Next or TryNext. Leave ends following.
-func (s *Session) Follow(f Follower) {
-	s.follower = f
-	s.r.follow(s, s.seen)
+// pump sends what TryWrite left, then the entries after the cursor until
+// none are ready, then follows the room again and ends.
+func (s *Session) pump() {
+	err := s.f.Write()
+	for err == nil {
+		var batch []Entry
+		if s.h.opts.Direct {
+			batch, err = s.nextDirect(s.ctx)
+		} else {
+			batch, err = s.next(s.ctx, false)
+		}
+		if err != nil || len(batch) == 0 {
+			break
+		}
+		err = s.write(batch)
+	}
+	if err != nil && s.r.ctx.Err() != nil {
+		err = ErrClosed
+	}
+	s.pumpMu.Lock()
+	s.pumpRunning = false
+	stopped := s.pumpStopped
+	s.pumpIdle.Broadcast()
+	s.pumpMu.Unlock()
+	switch {
+	case stopped:
+	case err != nil:
+		s.onEnd(err)
+	default:
+		s.r.follow(s, s.seen)
+	}
+}
+
+// write sends a batch with Write and counts it.
+func (s *Session) write(batch []Entry) error {
+	payloads := payloadsOf(s.payloads[:0], batch)
+	err := s.f.Write(payloads...)
+	// Hold no payload between batches, and a catch-up's large slice not
+	// at all.
+	clear(payloads)
+	if cap(payloads) > 8 {
+		payloads = nil
+	}
+	s.payloads = payloads[:0]
+	if err != nil {
+		return err
+	}
+	s.delivered(batch)
+	return nil
+}
+
+// delivered counts entries written to the connection.
+func (s *Session) delivered(entries []Entry) {
+	m := s.h.opts.Metrics
+	m.Deliveries.Add(float64(len(entries)))
+	now := time.Now()
+	for i := range entries {
+		m.DeliverySeconds.Observe(now.Sub(entries[i].Event.ID.Time()).Seconds())
+	}
 }
 
 func (s *Session) takePending() []Entry {
 	events := s.pending
 	s.pending = nil
-	return s.deliver(s.h.encode(events))
+	return s.deliver(encode(events))
 }
 
+// next returns the entries after the cursor from the window, or from Redis
+// when the cursor is older than the window. With wait unset it returns
+// none when nothing is ready, noting what the room had (seen).
 func (s *Session) next(ctx context.Context, wait bool) ([]Entry, error) {
 	if len(s.pending) > 0 {
 		return s.takePending(), nil
@@ -125,7 +218,7 @@ func (s *Session) next(ctx context.Context, wait bool) ([]Entry, error) {
 				retry.wait(ctx)
 				continue
 			case len(events) > 0:
-				return s.deliver(s.h.encode(events)), nil
+				return s.deliver(encode(events)), nil
 			}
 			// Nothing newer in Redis yet: wait for the tailer's next batch,
 			// on the channel (or position) taken before the read.
@@ -151,11 +244,11 @@ func (s *Session) next(ctx context.Context, wait bool) ([]Entry, error) {
 func (s *Session) nextDirect(ctx context.Context) ([]Entry, error) {
 	retry := newBackoff()
 	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
 		if s.r.ctx.Err() != nil {
 			return nil, ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
 		events, err := s.h.store.Read(ctx, s.room, s.cursor, s.h.opts.Batch, s.h.opts.Block)
 		if err != nil {
@@ -167,12 +260,12 @@ func (s *Session) nextDirect(ctx context.Context) ([]Entry, error) {
 		}
 		retry.reset()
 		if len(events) > 0 {
-			return s.deliver(s.h.encode(events)), nil
+			return s.deliver(encode(events)), nil
 		}
 	}
 }
 
-// releaseBuf lets go of the last batch's frames, and of the buffer itself
+// releaseBuf lets go of the last batch's entries, and of the buffer itself
 // when a catch-up made it large.
 func (s *Session) releaseBuf() {
 	if cap(s.buf) > 8 {
@@ -185,24 +278,24 @@ func (s *Session) releaseBuf() {
 
 func (s *Session) deliver(entries []Entry) []Entry {
 	s.buf = entries
-	s.cursor = entries[len(entries)-1].ID
+	s.cursor = entries[len(entries)-1].ID()
 	return entries
 }
 
-// Post appends a message from this session's member and returns its ID
-// once Redis has stored it.
-func (s *Session) Post(ctx context.Context, text, nonce string) (chat.ID, error) {
-	id, err := s.h.store.Append(ctx, chat.Event{Room: s.room, Kind: chat.KindMessage, From: s.member.Name, Text: text, Nonce: nonce})
-	if err != nil {
-		return chat.ID{}, fmt.Errorf("post: %w", err)
-	}
-	return id, nil
-}
-
-// Leave detaches the session from its room and appends its leave entry
-// (unless another replica already reaped it). It reports whether the entry
-// was written. ctx should outlive the connection's own context.
+// Leave ends the session's delivery, waiting for its catch-up goroutine,
+// detaches it from its room and appends its leave entry (unless another
+// replica already reaped it). It reports whether the entry was written.
+// ctx should outlive the connection's own context.
 func (s *Session) Leave(ctx context.Context) (bool, error) {
+	if s.stop != nil {
+		s.stop() // ends the catch-up's reads; its writes end with the connection
+		s.pumpMu.Lock()
+		s.pumpStopped = true
+		for s.pumpRunning {
+			s.pumpIdle.Wait()
+		}
+		s.pumpMu.Unlock()
+	}
 	s.r.forget(s)
 	s.h.detach(s)
 	left, err := s.h.store.Leave(ctx, s.room, s.member)

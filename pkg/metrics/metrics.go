@@ -34,6 +34,7 @@ const (
 	ReasonTimeout   = "timeout"
 	ReasonTooLarge  = "too_large"
 	ReasonJoinError = "join_error"
+	ReasonRefused   = "refused" // the handshake was refused (bad room or name)
 	ReasonError     = "error"
 )
 

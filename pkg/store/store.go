@@ -71,6 +71,24 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
+// Stat returns how many entries the room's stream holds and the last ID it
+// generated; a room never written to has none and 0-0.
+func (s *Store) Stat(ctx context.Context, room string) (chat.RoomStat, error) {
+	key := s.LogKey(room)
+	in, err := s.rdb.XInfoStream(ctx, key).Result()
+	if isNoSuchKey(err) {
+		return chat.RoomStat{}, nil
+	}
+	if err != nil {
+		return chat.RoomStat{}, fmt.Errorf("xinfo %s: %w", key, err)
+	}
+	last, err := chat.ParseID(in.LastGeneratedID)
+	if err != nil {
+		return chat.RoomStat{}, fmt.Errorf("xinfo %s: last-generated-id %q: %w", key, in.LastGeneratedID, err)
+	}
+	return chat.RoomStat{Length: in.Length, LastID: last}, nil
+}
+
 // Append adds e to its room's stream and returns the ID Redis gave it.
 func (s *Store) Append(ctx context.Context, e chat.Event) (chat.ID, error) {
 	key := s.LogKey(e.Room)
@@ -82,13 +100,16 @@ func (s *Store) Append(ctx context.Context, e chat.Event) (chat.ID, error) {
 }
 
 func (s *Store) xaddArgs(key string, e chat.Event) *redis.XAddArgs {
-	values := make([]any, 0, 8)
+	values := make([]any, 0, 8+2*len(e.Attrs))
 	values = append(values, fieldType, string(e.Kind), fieldFrom, e.From)
 	if e.Text != "" {
 		values = append(values, fieldText, e.Text)
 	}
 	if e.Nonce != "" {
 		values = append(values, fieldNonce, e.Nonce)
+	}
+	for k, v := range e.Attrs {
+		values = append(values, attrPrefix+k, v)
 	}
 	return &redis.XAddArgs{Stream: key, MaxLen: s.maxLen, Approx: true, Values: values}
 }
@@ -244,6 +265,8 @@ const (
 	fieldFrom  = "from"
 	fieldText  = "text"
 	fieldNonce = "nonce"
+	// attrPrefix starts the field of each of an event's attributes.
+	attrPrefix = "a."
 )
 
 func (s *Store) decode(room string, m redis.XMessage) chat.Event {
@@ -251,14 +274,47 @@ func (s *Store) decode(room string, m redis.XMessage) chat.Event {
 		v, _ := m.Values[k].(string)
 		return v
 	}
-	return chat.Event{
+	e := chat.Event{
 		ID:    chat.MustParseID(m.ID),
 		Room:  room,
-		Kind:  chat.Kind(str(fieldType)),
+		Kind:  kindOf(str(fieldType)),
 		From:  str(fieldFrom),
 		Text:  str(fieldText),
 		Nonce: str(fieldNonce),
 	}
+	// Only entries with fields beyond the fixed ones pay for the map.
+	fixed := 2 // type and from
+	if _, ok := m.Values[fieldText]; ok {
+		fixed++
+	}
+	if _, ok := m.Values[fieldNonce]; ok {
+		fixed++
+	}
+	if len(m.Values) > fixed {
+		for k, v := range m.Values {
+			if name, ok := strings.CutPrefix(k, attrPrefix); ok {
+				if e.Attrs == nil {
+					e.Attrs = make(map[string]string)
+				}
+				e.Attrs[name], _ = v.(string)
+			}
+		}
+	}
+	return e
+}
+
+// kindOf returns the shared constant for the usual kinds, so the window
+// does not hold a copy of the same word per entry.
+func kindOf(s string) chat.Kind {
+	switch chat.Kind(s) {
+	case chat.KindMessage:
+		return chat.KindMessage
+	case chat.KindJoin:
+		return chat.KindJoin
+	case chat.KindLeave:
+		return chat.KindLeave
+	}
+	return chat.Kind(s)
 }
 
 func isNoSuchKey(err error) bool {

@@ -1,4 +1,4 @@
-package gateway
+package wsconn
 
 import (
 	"bufio"
@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -18,29 +19,25 @@ import (
 
 // BenchmarkWrite compares the two ways of sending one room entry to 1,000
 // real websocket connections over loopback, each drained by a peer that
-// discards what it reads: coder/websocket's Write of the JSON, and the gateway's own
-// non-blocking write of the frame encoded once (what Offer does).
-// ns/delivery is per connection per entry, system calls included.
+// discards what it reads: coder/websocket's Write of the JSON, and
+// TryWrite of the payload encoded once, its header beside it in one
+// writev (what the room's tailer does). ns/delivery is per connection per
+// entry, system calls included.
 func BenchmarkWrite(b *testing.B) {
 	const conns = 1000
-	type server struct {
-		ws *websocket.Conn
-		w  *wire
-	}
-	accepted := make(chan server, conns)
+	accepted := make(chan *Conn, conns)
 	ts := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		w := &wire{}
-		ws, err := websocket.Accept(hijacker{rw, w}, r, nil)
+		c, err := Accept(rw, r, Options{PingInterval: time.Hour})
 		if err != nil {
 			b.Error(err)
 			return
 		}
-		accepted <- server{ws, w}
+		accepted <- c
 	}))
 	defer ts.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	servers := make([]server, conns)
+	servers := make([]*Conn, conns)
 	for i := range servers {
 		// A peer that reads and discards, so the figures are the server's.
 		c, err := net.Dial("tcp", strings.TrimPrefix(ts.URL, "http://"))
@@ -56,11 +53,10 @@ func BenchmarkWrite(b *testing.B) {
 		}
 		go func() { _, _ = io.Copy(io.Discard, c) }()
 		servers[i] = <-accepted
-		defer servers[i].ws.CloseNow()
+		defer servers[i].Drop()
 	}
 	payload := chat.EncodeEvent(chat.Event{Room: "r", Kind: chat.KindMessage, From: "ann",
 		Text: strings.Repeat("x", 64)}, false)
-	frame := textFrame(payload)
 
 	b.Run("coder-websocket", func(b *testing.B) {
 		for b.Loop() {
@@ -73,21 +69,13 @@ func BenchmarkWrite(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*conns), "ns/delivery")
 	})
 	b.Run("encoded-once", func(b *testing.B) {
-		frames := [][]byte{frame}
+		payloads := [][]byte{payload}
 		for b.Loop() {
 			for _, s := range servers {
-				sent := 0
-				if s.w.tryLock() {
-					var err error
-					sent, err = s.w.tryWrite(frames)
-					s.w.mu.Unlock()
-					if err != nil {
-						b.Fatal(err)
-					}
-				}
-				if sent == 0 {
-					// Socket full: what the pump does.
-					if err := s.w.write(frames...); err != nil {
+				if taken, whole := s.TryWrite(payloads); !whole {
+					// Socket full: what the catch-up does (with none,
+					// Write sends the rest of the frame begun).
+					if err := s.Write(payloads[taken:]...); err != nil {
 						b.Fatal(err)
 					}
 				}

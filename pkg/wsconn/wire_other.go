@@ -1,6 +1,6 @@
 //go:build !unix
 
-package gateway
+package wsconn
 
 import (
 	"errors"
@@ -11,6 +11,9 @@ import (
 // the connection's pump and net's own Write.
 func descriptor(net.Conn) int { return -1 }
 
-func writeNonblock(int, [][]byte) (int, error) {
+// iovecs has no use where there is no writev.
+type iovecs struct{}
+
+func writeNonblock(int, [][]byte, *iovecs) (int, error) {
 	return 0, errors.New("no non-blocking writes on this platform")
 }

@@ -1,4 +1,4 @@
-package gateway
+package wsconn
 
 import (
 	"bufio"
@@ -10,9 +10,16 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
-func TestAppendTextFrame(t *testing.T) {
+// textFrame is a whole text frame holding payload, as the peer reads it.
+func textFrame(payload []byte) []byte {
+	return append(appendHeader(nil, len(payload)), payload...)
+}
+
+func TestAppendHeader(t *testing.T) {
 	for _, tc := range []struct {
 		n    int
 		head []byte
@@ -41,7 +48,7 @@ func TestFrameTrack(t *testing.T) {
 	var stream []byte
 	var ends []int
 	for _, n := range []int{0, 5, 125, 126, 300, 70000} {
-		stream = appendTextFrame(stream, bytes.Repeat([]byte("a"), n))
+		stream = append(stream, textFrame(bytes.Repeat([]byte("a"), n))...)
 		ends = append(ends, len(stream))
 		masked := []byte{0x89, 0x80 | byte(min(n, 125)), 1, 2, 3, 4}
 		stream = append(append(stream, masked...), bytes.Repeat([]byte("b"), min(n, 125))...)
@@ -131,7 +138,7 @@ func readFrames(t *testing.T, r io.Reader, n int) []string {
 
 // When the socket is full, tryWrite sends what fits and keeps the rest,
 // which the next write sends first: the peer reads every frame whole, in
-// order. A batch of one frame uses write(2), a larger one writev(2).
+// order, whether the socket stopped in a frame's payload or its header.
 func TestTryWriteKeepsTheRestOfAFrame(t *testing.T) {
 	for _, batch := range []int{1, 3} {
 		t.Run(fmt.Sprint("batch=", batch), func(t *testing.T) { testTryWrite(t, batch) })
@@ -151,26 +158,26 @@ func testTryWrite(t *testing.T, batch int) {
 		t.Fatal("a TCP connection has no descriptor")
 	}
 	var want []string
-	var frames [][]byte
+	var payloads [][]byte
 	for i := range batch {
 		p := fmt.Sprint("small", i)
 		if i == batch-1 {
 			p = "big" + string(bytes.Repeat([]byte("p"), 1<<20))
 		}
 		want = append(want, p)
-		frames = append(frames, textFrame([]byte(p)))
+		payloads = append(payloads, []byte(p))
 	}
 	if !w.tryLock() {
 		t.Fatal("wire busy with nothing in flight")
 	}
-	sent, err := w.tryWrite(frames)
+	taken, whole, err := w.tryWrite(payloads)
 	if err != nil {
 		t.Fatal(err)
 	}
-	partial := w.rest != nil
+	partial := w.rest[1] != nil
 	w.mu.Unlock()
-	if sent != batch-1 || !partial {
-		t.Fatalf("tryWrite sent %d whole frames of %d, rest kept: %v; want %d and the big frame's rest", sent, batch, partial, batch-1)
+	if taken != batch || whole || !partial {
+		t.Fatalf("tryWrite took %d of %d (whole %v), rest kept: %v; want all, the big frame's rest kept", taken, batch, whole, partial)
 	}
 	if w.tryLock() {
 		t.Fatal("tryLock succeeded with the rest of a frame pending")
@@ -178,7 +185,7 @@ func testTryWrite(t *testing.T, batch int) {
 	_ = server.(*net.TCPConn).SetWriteBuffer(4 << 20) // room again: the rest goes quickly
 	want = append(want, "last")
 	errc := make(chan error, 1)
-	go func() { errc <- w.write(textFrame([]byte("last"))) }()
+	go func() { errc <- w.write([]byte("last")) }()
 	got := readFrames(t, client, len(want))
 	if err := <-errc; err != nil {
 		t.Fatal(err)
@@ -214,7 +221,7 @@ func TestControlFramesStayWhole(t *testing.T) {
 	})
 	wg.Go(func() {
 		for i := range rounds {
-			if err := w.write(textFrame([]byte(fmt.Sprint("data", i)))); err != nil {
+			if err := w.write([]byte(fmt.Sprint("data", i))); err != nil {
 				t.Error(err)
 				return
 			}
@@ -249,13 +256,41 @@ func TestTryWriteAfterClose(t *testing.T) {
 	if !w.tryLock() {
 		t.Fatal("tryLock failed")
 	}
-	sent, err := w.tryWrite([][]byte{textFrame([]byte("stray"))})
+	taken, _, err := w.tryWrite([][]byte{[]byte("stray")})
 	w.mu.Unlock()
-	if sent != 0 || !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("tryWrite after Close = %d, %v; want 0, net.ErrClosed", sent, err)
+	if taken != 0 || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("tryWrite after Close = %d, %v; want 0, net.ErrClosed", taken, err)
 	}
 	_ = peer.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	if n, _ := peer.Read(make([]byte, 16)); n != 0 {
 		t.Fatalf("another connection received %d bytes", n)
 	}
 }
+
+// A frame the socket stops inside its header is finished from the kept
+// copy of the header, then its payload: both pieces of the rest.
+func TestRestWithinTheHeader(t *testing.T) {
+	w := &wire{}
+	payload := bytes.Repeat([]byte("h"), 70000) // a 10-byte header
+	bufs := w.frame([][]byte{payload})
+	head := bufs[0]
+	// What tryWrite keeps when the socket took 3 bytes of the header.
+	w.rest[0] = w.restHead[:copy(w.restHead[:], head[3:])]
+	w.rest[1] = payload
+	server, client := socketPair(t)
+	w.attach(server)
+	if _, err := server.Write(head[:3]); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- w.write([]byte("next")) }()
+	got := readFrames(t, client, 2)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != string(payload) || got[1] != "next" {
+		t.Fatalf("got %.10q…, %q", got[0], got[1])
+	}
+}
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

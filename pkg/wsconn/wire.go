@@ -1,4 +1,4 @@
-package gateway
+package wsconn
 
 import (
 	"bufio"
@@ -13,44 +13,37 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/streamchat/streamchat/pkg/chat"
 )
 
 // The write side of a connection. coder/websocket does the handshake, reads
 // the client's frames, answers its pings and runs the close handshake; the
-// messages the server sends are framed here instead. A room entry is framed
-// once per replica (EncodeEntry) and the same bytes go to every connection,
-// and the room's tailer can write them itself without waiting on a socket
-// (Offer in conn.go): no copy, no goroutine and one write(2) per delivery,
-// where coder/websocket's Write copies, takes two locks and flushes per
-// message.
+// messages the server sends are framed here instead: a frame's header is
+// written with its payload in one writev(2), so a payload encoded once per
+// replica goes to every connection as it is, with no copy, and the room's
+// tailer can write it without waiting on a socket (Conn.TryWrite): no
+// goroutine and one system call per delivery, where coder/websocket's
+// Write copies, takes two locks and flushes per message.
 
-// appendTextFrame appends a final, unmasked text frame holding payload: the
-// only kind a server sends for a message (RFC 6455, section 5.2).
-func appendTextFrame(dst, payload []byte) []byte {
+// maxIOV is the most buffers one writev(2) takes (IOV_MAX on Linux).
+const maxIOV = 1024
+
+// maxHeader is the longest header of an unmasked server frame.
+const maxHeader = 10
+
+// appendHeader appends the header of a final, unmasked text frame of n
+// payload bytes: the only kind a server sends for a message (RFC 6455,
+// section 5.2).
+func appendHeader(dst []byte, n int) []byte {
 	const finText = 0x81
-	switch n := len(payload); {
+	switch {
 	case n < 126:
-		dst = append(dst, finText, byte(n))
+		return append(dst, finText, byte(n))
 	case n <= math.MaxUint16:
-		dst = append(dst, finText, 126, byte(n>>8), byte(n))
-	default:
-		dst = append(dst, finText, 127)
-		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
+		return append(dst, finText, 126, byte(n>>8), byte(n))
 	}
-	return append(dst, payload...)
+	dst = append(dst, finText, 127)
+	return binary.BigEndian.AppendUint64(dst, uint64(n))
 }
-
-// textFrame returns payload as a text frame.
-func textFrame(payload []byte) []byte {
-	return appendTextFrame(make([]byte, 0, len(payload)+10), payload)
-}
-
-// EncodeEntry is the gateway's encoding of a live room entry, for
-// hub.Options.Encode: the event's JSON in a websocket text frame, ready to
-// be written to any connection as it is.
-func EncodeEntry(e chat.Event) []byte { return textFrame(chat.EncodeEvent(e, false)) }
 
 // Buffer sizes of a connection. net/http hands a hijacker a 4 KiB reader
 // and a fresh 4 KiB writer; chat frames are small, so a smaller reader saves
@@ -78,9 +71,20 @@ type wire struct {
 	fdMu     sync.Mutex
 	fdClosed bool
 
-	mu   sync.Mutex
-	rest []byte     // the unsent end of a frame tryWrite began: goes out first
-	ctrl frameTrack // a control frame coder/websocket is still writing
+	mu sync.Mutex
+	// rest is the unsent end of a frame tryWrite began, which goes out
+	// first: what is left of its header (a copy, in restHead) and of its
+	// payload (shared, never written to).
+	rest     [2][]byte
+	restHead [maxHeader]byte
+	ctrl     frameTrack // a control frame coder/websocket is still writing
+
+	// Scratch for framing a batch, reused under mu: headers, and the
+	// header and payload buffers handed to writev. Sized for the usual
+	// batch of one or two entries; larger batches allocate their own.
+	heads [2 * maxHeader]byte
+	bufs  [4][]byte
+	iov   iovecs
 
 	// closing is set when the server starts closing the connection: no
 	// message may follow the close frame.
@@ -90,8 +94,6 @@ type wire struct {
 	writeStart atomic.Int64
 }
 
-var errClosing = errors.New("connection closing")
-
 // attach makes conn, just hijacked, the wire's socket, and returns what
 // coder/websocket is given in its place.
 func (w *wire) attach(conn net.Conn) net.Conn {
@@ -100,41 +102,63 @@ func (w *wire) attach(conn net.Conn) net.Conn {
 	return controlConn{Conn: conn, w: w}
 }
 
-// write sends frames in order, waiting for the socket as long as it takes;
-// the server's sweeper bounds the wait by closing the socket. With no
-// frames it sends what an earlier tryWrite left. It may clear the elements
-// of frames.
-func (w *wire) write(frames ...[]byte) error {
+// frame returns the header and payload buffers of text frames holding
+// payloads, for one writev. It uses the wire's scratch when the batch is
+// small. Called with mu held.
+func (w *wire) frame(payloads [][]byte) [][]byte {
+	heads := w.heads[:0]
+	bufs := w.bufs[:0]
+	if len(payloads) > len(w.bufs)/2 {
+		heads = make([]byte, 0, maxHeader*len(payloads))
+		bufs = make([][]byte, 0, 2*len(payloads))
+	}
+	for _, p := range payloads {
+		start := len(heads)
+		heads = appendHeader(heads, len(p)) // within capacity: never moves
+		bufs = append(bufs, heads[start:], p)
+	}
+	return bufs
+}
+
+// release clears the wire's scratch so it holds no payload between writes.
+func (w *wire) release(bufs [][]byte) {
+	clear(bufs)
+	clear(w.bufs[:])
+}
+
+// write sends payloads as text frames in order, waiting for the socket as
+// long as it takes; the sweeper bounds the wait by closing the socket.
+// With no payloads it sends what an earlier tryWrite left.
+func (w *wire) write(payloads ...[]byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closing.Load() {
-		return errClosing
+		return ErrClosing
 	}
 	w.writeStart.Store(time.Now().UnixNano())
 	defer w.writeStart.Store(0)
 	if err := w.flushRest(); err != nil {
 		return err
 	}
-	switch len(frames) {
-	case 0:
+	if len(payloads) == 0 {
 		return nil
-	case 1:
-		_, err := w.conn.Write(frames[0])
-		return err
 	}
-	// One writev(2) for the lot.
-	b := net.Buffers(frames)
+	bufs := w.frame(payloads)
+	defer w.release(bufs)
+	// One writev(2) for the lot; WriteTo consumes its own copy of the slice.
+	b := net.Buffers(bufs)
 	_, err := b.WriteTo(w.conn)
 	return err
 }
 
 // flushRest sends what tryWrite left. Called with mu held.
 func (w *wire) flushRest() error {
-	if w.rest == nil {
+	if w.rest[0] == nil && w.rest[1] == nil {
 		return nil
 	}
-	_, err := w.conn.Write(w.rest)
-	w.rest = nil
+	b := net.Buffers{w.rest[0], w.rest[1]}
+	w.rest = [2][]byte{}
+	_, err := b.WriteTo(w.conn)
 	return err
 }
 
@@ -145,48 +169,58 @@ func (w *wire) tryLock() bool {
 	if w.fd < 0 || !w.mu.TryLock() {
 		return false
 	}
-	if w.rest != nil || w.ctrl.inFrame() || w.closing.Load() {
+	if w.rest[0] != nil || w.rest[1] != nil || w.ctrl.inFrame() || w.closing.Load() {
 		w.mu.Unlock()
 		return false
 	}
 	return true
 }
 
-// tryWrite writes frames with one non-blocking write(2) or writev(2), with
-// mu held (see tryLock), and returns how many went out whole. When the
-// socket takes part of a frame, the rest is kept for the next write and
-// sent before anything else; fewer than len(frames) with a nil error and
-// no rest means the socket is full.
-func (w *wire) tryWrite(frames [][]byte) (int, error) {
+// tryWrite writes payloads as text frames with one non-blocking writev(2),
+// with mu held (see tryLock), and returns how many it took: those that went
+// out whole, plus one the socket took part of, whose rest is kept for the
+// next write and sent before anything else. whole is false when the socket
+// was full or failed before the last payload went out whole.
+func (w *wire) tryWrite(payloads [][]byte) (taken int, whole bool, err error) {
+	payloads = payloads[:min(len(payloads), maxIOV/2)]
+	bufs := w.frame(payloads)
+	defer w.release(bufs)
 	var n int
-	var err error
 	w.fdMu.Lock()
 	if w.fdClosed {
 		w.fdMu.Unlock()
-		return 0, net.ErrClosed
+		return 0, false, net.ErrClosed
 	}
 	for {
-		if n, err = writeNonblock(w.fd, frames); err != syscall.EINTR {
+		if n, err = writeNonblock(w.fd, bufs, &w.iov); err != syscall.EINTR {
 			break
 		}
 	}
 	w.fdMu.Unlock()
 	switch {
 	case errors.Is(err, syscall.EAGAIN):
-		return 0, nil
+		return 0, false, nil
 	case err != nil:
-		return 0, err
+		return 0, false, err
 	}
-	for i, f := range frames {
-		if n < len(f) {
-			if n > 0 {
-				w.rest = f[n:]
-			}
-			return i, nil
+	for i := 0; i < len(bufs); i += 2 {
+		head, body := bufs[i], bufs[i+1]
+		if n >= len(head)+len(body) {
+			n -= len(head) + len(body)
+			continue
 		}
-		n -= len(f)
+		if n == 0 {
+			return i / 2, false, nil // the socket is full
+		}
+		if n < len(head) {
+			w.rest[0] = w.restHead[:copy(w.restHead[:], head[n:])]
+			w.rest[1] = body
+		} else {
+			w.rest[1] = body[n-len(head):]
+		}
+		return i/2 + 1, false, nil
 	}
-	return len(frames), nil
+	return len(payloads), true, nil
 }
 
 // controlConn is the socket as coder/websocket sees it: its writes (control

@@ -1,0 +1,44 @@
+package gateway
+
+import (
+	"net/http"
+	"net/url"
+
+	"github.com/streamchat/streamchat/pkg/chat"
+)
+
+// Authenticator decides who a websocket handshake speaks as. It runs after
+// the upgrade, so that a refusal reaches the page as an error event: a
+// *chat.Error it returns is sent to the client and the connection closes
+// with 1008; any other error is treated as internal. Signed tokens plug in
+// here.
+type Authenticator interface {
+	Authenticate(r *http.Request) (chat.Identity, error)
+}
+
+// Anonymous is the default Authenticator: the client names itself, with
+// the query's name, or else the username cookie the browser client sets.
+type Anonymous struct{}
+
+// Authenticate implements Authenticator.
+func (Anonymous) Authenticate(r *http.Request) (chat.Identity, error) {
+	q := r.URL.Query()
+	name, fromQuery := q.Get("name"), q.Has("name")
+	if !fromQuery {
+		if c, err := r.Cookie("username"); err == nil {
+			// Browsers store it percent-encoded; a value that is not is used as is.
+			if v, err := url.QueryUnescape(c.Value); err == nil {
+				name = v
+			} else {
+				name = c.Value
+			}
+		}
+	}
+	name, err := chat.NormalizeName(name)
+	if err != nil {
+		return chat.Identity{}, err
+	}
+	return chat.Identity{Name: name}, nil
+}
+
+var _ Authenticator = Anonymous{}

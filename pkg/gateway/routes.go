@@ -1,0 +1,110 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/streamchat/streamchat/pkg/chat"
+)
+
+// Handler routes every path a replica serves; this is the one list.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	// The chat protocol (docs/protocol.md).
+	mux.HandleFunc("GET /ws", s.serveWS)
+	// The HTTP API: JSON in and out, failures from the error table.
+	mux.HandleFunc("GET /api/rooms/{room}", s.serveRoom)
+	// Operations.
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", s.serveReady)
+	if s.opts.MetricsHandler != nil {
+		mux.Handle("GET /metrics", s.opts.MetricsHandler)
+	}
+	// The browser client.
+	if s.web != nil {
+		mux.Handle("/", s.web)
+	}
+	return mux
+}
+
+// serveReady answers 200 only when this replica should get traffic: not
+// draining, Redis answers, and every room's tail reads.
+func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	fail := func(why string) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(why + "\n"))
+	}
+	if s.isDraining() {
+		fail("draining")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		fail("redis: not answering")
+		return
+	}
+	if err := s.hub.Healthy(); err != nil {
+		fail("tail: " + err.Error())
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// roomInfo is the body of GET /api/rooms/{room}.
+type roomInfo struct {
+	Room   string `json:"room"`
+	Length int64  `json:"length"`
+	LastID string `json:"last_id"`
+}
+
+// serveRoom describes a room's stream: how many entries it holds and the
+// id of the last one generated ("0-0" for a room never written to).
+func (s *Server) serveRoom(w http.ResponseWriter, r *http.Request) {
+	room := r.PathValue("room")
+	if !chat.ValidRoom(room) {
+		s.apiError(w, r, &chat.Error{Code: chat.CodeBadRoom, Message: "room must match ^[a-z0-9][a-z0-9_-]{0,63}$"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.StoreTimeout)
+	defer cancel()
+	st, err := s.store.Stat(ctx, room)
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, roomInfo{Room: room, Length: st.Length, LastID: st.LastID.String()})
+}
+
+// apiError answers an HTTP API request with err's status from the error
+// table and a JSON body {"code":...,"message":...}.
+func (s *Server) apiError(w http.ResponseWriter, r *http.Request, err error) {
+	o := classify(err)
+	ev := o.event
+	if ev == nil {
+		ev = internal.event
+	}
+	if ce := s.log.Check(o.level, "api request failed"); ce != nil {
+		ce.Write(zap.String("path", r.URL.Path), zap.Int("status", o.status), zap.Error(err))
+	}
+	writeJSON(w, o.status, struct {
+		Code    chat.Code `json:"code"`
+		Message string    `json:"message"`
+	}{ev.Code, ev.Message})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

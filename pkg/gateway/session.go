@@ -1,0 +1,383 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/time/rate"
+
+	"github.com/streamchat/streamchat/pkg/chat"
+	"github.com/streamchat/streamchat/pkg/hub"
+	"github.com/streamchat/streamchat/pkg/metrics"
+	"github.com/streamchat/streamchat/pkg/wsconn"
+)
+
+// conn is one websocket client speaking the chat protocol. A goroutine
+// reads its frames and dispatches its commands; the room's entries are
+// written to its wsconn.Conn by the hub.
+type conn struct {
+	s  *Server
+	ws *wsconn.Conn
+	id string
+	// fields identify the connection in its log lines. They are kept as
+	// fields, not a derived logger, which would hold an encoded copy per
+	// connection for its whole life.
+	fields []zap.Field
+	room   string
+	who    chat.Identity
+	sess   Session
+
+	endOnce sync.Once
+	reason  error // why the server ended the connection; set once
+}
+
+// joinParams are the validated query parameters of /ws.
+type joinParams struct {
+	room   string
+	since  chat.ID
+	resume bool
+}
+
+func parseParams(r *http.Request) (joinParams, *chat.Error) {
+	q := r.URL.Query()
+	p := joinParams{room: q.Get("room")}
+	if p.room == "" {
+		p.room = chat.DefaultRoom
+	}
+	if !chat.ValidRoom(p.room) {
+		return p, &chat.Error{Code: chat.CodeBadRoom, Message: "room must match ^[a-z0-9][a-z0-9_-]{0,63}$"}
+	}
+	if since := q.Get("since"); since != "" {
+		// A malformed id is not an error: the client gets the replay.
+		if id, err := chat.ParseID(since); err == nil {
+			p.since, p.resume = id, true
+		}
+	}
+	return p, nil
+}
+
+// handshake checks the request and decides who the client is.
+func (s *Server) handshake(r *http.Request) (joinParams, chat.Identity, error) {
+	params, perr := parseParams(r)
+	if perr != nil {
+		return params, chat.Identity{}, refusal{perr}
+	}
+	who, err := s.opts.Auth.Authenticate(r)
+	var ce *chat.Error
+	switch {
+	case errors.As(err, &ce):
+		return params, who, refusal{ce}
+	case err != nil:
+		return params, who, fmt.Errorf("authenticate: %w", err)
+	}
+	return params, who, nil
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if s.isDraining() {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	params, who, herr := s.handshake(r)
+	c := &conn{s: s, id: newConnID(), room: params.room, who: who}
+	// Accept checks the Origin: the request's own host, or an allowed
+	// pattern. Anything else gets 403 before any upgrade.
+	ws, err := wsconn.Accept(w, r, wsconn.Options{
+		OriginPatterns: s.opts.AllowedOrigins,
+		ReadLimit:      s.opts.MaxFrame,
+		PingInterval:   s.opts.PingInterval,
+		Sweeper:        s.sweeper,
+		OnEnd:          c.fail,
+	})
+	if err != nil {
+		s.log.Debug("handshake refused", zap.String("remote_addr", clientAddr(r, s.opts.TrustedProxies)), zap.Error(err))
+		return
+	}
+	c.ws = ws
+	// The logger already names the replica.
+	c.fields = []zap.Field{zap.String("conn_id", c.id), zap.String("room", params.room),
+		zap.String("name", who.Name), zap.String("remote_addr", clientAddr(r, s.opts.TrustedProxies))}
+	if herr != nil {
+		c.refuse(herr)
+		return
+	}
+	if !c.s.track(c) {
+		c.fail(errShutdown)
+		return
+	}
+	// Joining and the replay run here; the rest of the connection's life is
+	// a read loop on a fresh goroutine, and the handler returns. So the deep
+	// stack grown by the join, net/http's connection state and the request
+	// are freed, and an idle connection keeps one small stack.
+	loop := c.serve(params)
+	if loop == nil {
+		c.s.untrack(c)
+		return
+	}
+	go func() {
+		defer c.s.untrack(c)
+		loop()
+	}()
+}
+
+// refuse tells the client why its handshake cannot go on, and closes.
+func (c *conn) refuse(err error) {
+	o := classify(err)
+	c.s.opts.Metrics.ConnsClosed.WithLabelValues(o.metric).Inc()
+	c.logf(o.level, "connection refused", zap.Error(err))
+	c.sendError(err, "")
+	c.fail(err)
+}
+
+// serve joins the room and sends the greeting, and returns the rest of the
+// connection's life: the read loop and the teardown. It returns nil when
+// the join failed (the client has been told).
+func (c *conn) serve(p joinParams) (loop func()) {
+	start := time.Now()
+	// Storage calls for the client use ctx; it ends when the connection is
+	// over, or when the server's drain deadline has passed. Orderly closes
+	// go through fail.
+	ctx, cancel := context.WithCancel(c.s.ctx)
+
+	m := c.s.opts.Metrics
+	sess, greeting, err := c.s.hub.Join(ctx, hub.JoinRequest{Room: p.room, Name: c.who.Name, Conn: c.id, Since: p.since, Resume: p.resume})
+	if err != nil {
+		m.RedisErrors.WithLabelValues("join").Inc()
+		m.ConnsClosed.WithLabelValues(metrics.ReasonJoinError).Inc()
+		c.logf(zapcore.WarnLevel, "join failed", zap.Error(err))
+		c.sendError(errJoin, "")
+		c.fail(errJoin)
+		cancel()
+		return nil
+	}
+	c.sess = sess
+	m.ConnsOpened.Inc()
+	m.ConnsOpen.Inc()
+	c.logf(zapcore.InfoLevel, "connection opened", zap.Bool("resumed", greeting.Resumed), zap.Stringer("cursor", greeting.Boundary))
+
+	if err := c.greet(ctx, greeting); err != nil {
+		c.fail(err)
+	} else {
+		sess.Start(c.ws, c.fail)
+	}
+	return func() {
+		defer cancel()
+		defer m.ConnsOpen.Dec()
+		readErr := c.readLoop(ctx)
+		c.fail(readErr) // no-op when the server already ended it
+		cancel()
+		c.finish(ctx, start, readErr)
+	}
+}
+
+// finish appends the leave entry and logs and counts the connection's end.
+func (c *conn) finish(ctx context.Context, start time.Time, readErr error) {
+	m := c.s.opts.Metrics
+
+	leaveCtx, leaveCancel := context.WithTimeout(context.WithoutCancel(ctx), c.s.opts.StoreTimeout)
+	_, leaveErr := c.sess.Leave(leaveCtx)
+	leaveCancel()
+
+	serverErr := c.serverReason(readErr)
+	o := ending(serverErr, readErr)
+	fields := []zap.Field{zap.Duration("duration", time.Since(start)), zap.String("reason", endReason(serverErr, readErr))}
+	m.ConnsClosed.WithLabelValues(o.metric).Inc()
+	if leaveErr != nil {
+		m.RedisErrors.WithLabelValues("leave").Inc()
+		fields = append(fields, zap.NamedError("leave_error", leaveErr))
+	}
+	c.logf(o.level, "connection closed", fields...)
+}
+
+// logf logs one line with the connection's identifying fields.
+func (c *conn) logf(level zapcore.Level, msg string, extra ...zap.Field) {
+	if ce := c.s.log.Check(level, msg); ce != nil {
+		ce.Write(append(c.fields[:len(c.fields):len(c.fields)], extra...)...)
+	}
+}
+
+// greet sends hello, the replay or the resumed entries, and ready, and
+// then whatever the catch-up read returned past the boundary.
+func (c *conn) greet(ctx context.Context, g hub.Greeting) error {
+	o := c.s.opts
+	payloads := make([][]byte, 0, 2+len(g.Replay))
+	payloads = append(payloads, chat.EncodeHello(chat.Hello{
+		Room: c.room, You: c.who.Name, Replica: o.Replica, Resumed: g.Resumed,
+		Limits: chat.Limits{MaxText: o.MaxText, MaxFrame: int(o.MaxFrame), Rate: o.Rate, Burst: o.Burst},
+	}))
+	for _, e := range g.Replay {
+		payloads = append(payloads, chat.EncodeEvent(e, true))
+	}
+	if err := c.ws.Write(payloads...); err != nil {
+		return err
+	}
+	// Resuming: deliver every entry up to the boundary before ready, so
+	// ready's cursor is the last entry sent.
+	cursor := g.Cursor
+	var rest []hub.Entry
+	for cursor.Less(g.Boundary) && rest == nil {
+		batch, err := c.sess.Next(ctx)
+		if err != nil {
+			return err
+		}
+		payloads = payloads[:0]
+		for i := range batch {
+			if g.Boundary.Less(batch[i].ID()) {
+				rest = batch[i:]
+				break
+			}
+			payloads = append(payloads, batch[i].Payload)
+			cursor = batch[i].ID()
+		}
+		if err := c.ws.Write(payloads...); err != nil {
+			return err
+		}
+	}
+	payloads = append(payloads[:0], chat.EncodeReady(cursor, g.Online))
+	for i := range rest {
+		payloads = append(payloads, rest[i].Payload)
+	}
+	return c.ws.Write(payloads...)
+}
+
+// readLoop handles client frames until the connection ends, and returns why.
+func (c *conn) readLoop(ctx context.Context) error {
+	o := c.s.opts
+	m := o.Metrics
+	limiter := rate.NewLimiter(rate.Limit(o.Rate), o.Burst)
+	for {
+		// Not ctx: a context with a Done channel costs a timer registration
+		// per frame. Every end of the connection closes the socket, which
+		// ends this Read.
+		typ, data, err := c.ws.Read(context.Background())
+		if err != nil {
+			return err
+		}
+		m.MessagesReceived.Inc()
+		if !limiter.Allow() {
+			m.RateLimited.Inc()
+			var nonce string
+			if cmd, _ := chat.DecodeCommand(data, o.MaxText); cmd != nil {
+				nonce = cmd.CommandNonce()
+			}
+			c.sendError(&chat.Error{Code: chat.CodeRateLimited, Message: "too many messages; slow down"}, nonce)
+			continue
+		}
+		if typ != websocket.MessageText {
+			m.Rejected.WithLabelValues(string(chat.CodeBadRequest)).Inc()
+			c.sendError(errBinary, "")
+			continue
+		}
+		cmd, derr := chat.DecodeCommand(data, o.MaxText)
+		if derr != nil {
+			m.Rejected.WithLabelValues(string(derr.Code)).Inc()
+			c.sendError(derr, derr.Nonce)
+			continue
+		}
+		c.dispatch(ctx, cmd)
+	}
+}
+
+// dispatch carries out one client command: the one place where each kind
+// of command meets the hub.
+func (c *conn) dispatch(ctx context.Context, cmd chat.Command) {
+	var err error
+	switch cmd := cmd.(type) {
+	case chat.Message:
+		err = c.post(ctx, chat.Event{Room: c.room, Kind: chat.KindMessage, From: c.who.Name, Text: cmd.Text, Nonce: cmd.Nonce})
+	default:
+		err = fmt.Errorf("%w: %T", errCommand, cmd)
+	}
+	if err != nil {
+		if ce := c.s.log.Check(classify(err).level, "command failed"); ce != nil {
+			ce.Write(append(c.fields[:len(c.fields):len(c.fields)], zap.Error(err))...)
+		}
+		var ce *chat.Error
+		if errors.As(err, &ce) {
+			c.s.opts.Metrics.Rejected.WithLabelValues(string(ce.Code)).Inc()
+		}
+		c.sendError(err, cmd.CommandNonce())
+	}
+}
+
+// post appends e and acknowledges it once Redis has stored it.
+func (c *conn) post(ctx context.Context, e chat.Event) error {
+	pctx, cancel := context.WithTimeout(ctx, c.s.opts.StoreTimeout)
+	id, err := c.s.hub.Post(pctx, e)
+	cancel()
+	if err != nil {
+		var ce *chat.Error
+		if !errors.As(err, &ce) && !errors.Is(err, hub.ErrUnavailable) {
+			// A deadline or a cancelled post: storage did not answer.
+			err = fmt.Errorf("%w: %w", hub.ErrUnavailable, err)
+		}
+		return err
+	}
+	if err := c.ws.Write(chat.EncodeAck(e.Nonce, id)); err != nil {
+		c.fail(err)
+	}
+	return nil
+}
+
+// sendError sends the error event that the table maps err to, carrying
+// the nonce of the command it answers.
+func (c *conn) sendError(err error, nonce string) {
+	ev := classify(err).event
+	if ev == nil {
+		return
+	}
+	if ev.Nonce != nonce {
+		withNonce := *ev
+		withNonce.Nonce = nonce
+		ev = &withNonce
+	}
+	if werr := c.ws.Write(chat.EncodeError(ev)); werr != nil {
+		c.fail(werr)
+	}
+}
+
+// fail ends the connection for err, once, as the error table says: with
+// its close code when the peer can still take part in a close handshake,
+// at once when it cannot (gone, unresponsive, or the library already sent
+// 1009).
+func (c *conn) fail(err error) {
+	c.endOnce.Do(func() {
+		c.reason = err
+		switch o := classify(err); o.action {
+		case closeWith:
+			c.ws.Close(o.close, o.reason)
+		default:
+			c.ws.Drop()
+		}
+	})
+}
+
+// serverReason is why the server ended the connection, or nil when it was
+// the client's read that ended it.
+func (c *conn) serverReason(readErr error) error {
+	if c.reason != nil && c.reason != readErr {
+		return c.reason
+	}
+	return nil
+}
+
+// endReason says, for the log, why the connection ended.
+func endReason(serverErr, readErr error) string {
+	var ce websocket.CloseError
+	switch {
+	case serverErr != nil:
+		return serverErr.Error()
+	case errors.As(readErr, &ce):
+		return "client closed: " + ce.Code.String()
+	case errors.Is(readErr, websocket.ErrMessageTooBig):
+		return "frame too large"
+	}
+	return "connection lost: " + readErr.Error()
+}
