@@ -2,6 +2,7 @@ package chat
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -191,5 +192,50 @@ func TestEncodeControlFrames(t *testing.T) {
 		if string(tt.got) != tt.want {
 			t.Errorf("%s: got %s, want %s", tt.name, tt.got, tt.want)
 		}
+	}
+}
+
+// Attributes become string fields of the event, in key order, and can
+// never shadow a fixed field.
+func TestEncodeEventAttrs(t *testing.T) {
+	t.Parallel()
+	e := Event{ID: ID{1, 2}, Room: "r", Kind: "file", From: "a",
+		Attrs: map[string]string{"size": "12", "name": `"x".png`, "text": "shadow", "Bad": "no"}}
+	got := string(EncodeEvent(e, false))
+	want := `{"type":"file","id":"1-2","room":"r","from":"a","ts":"1970-01-01T00:00:00.001Z","name":"\"x\".png","size":"12"}`
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}
+
+func TestCheckAttrs(t *testing.T) {
+	t.Parallel()
+	many := map[string]string{}
+	for i := range MaxAttrs + 1 {
+		many[fmt.Sprint("k", i)] = "v"
+	}
+	tests := []struct {
+		name  string
+		attrs map[string]string
+		ok    bool
+	}{
+		{"none", nil, true},
+		{"fine", map[string]string{"name": "a", "width_px": "3", "k9": ""}, true},
+		{"too many", many, false},
+		{"fixed field", map[string]string{"from": "x"}, false},
+		{"uppercase", map[string]string{"Name": "x"}, false},
+		{"leading digit", map[string]string{"9k": "x"}, false},
+		{"empty key", map[string]string{"": "x"}, false},
+		{"long key", map[string]string{strings.Repeat("k", MaxAttrKeyLen+1): "x"}, false},
+		{"long value", map[string]string{"k": strings.Repeat("v", MaxAttrValueLen+1)}, false},
+		{"bad utf8", map[string]string{"k": "\xff"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if err := CheckAttrs(tt.attrs); (err == nil) != tt.ok {
+				t.Fatalf("CheckAttrs = %v, want ok %v", err, tt.ok)
+			}
+		})
 	}
 }

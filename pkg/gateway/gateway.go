@@ -159,12 +159,12 @@ func New(h Hub, store Storage, web http.Handler, log *zap.Logger, opts Options) 
 	opts.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
-		hub:    h,
-		store:  store,
-		web:    web,
-		log:    log.Named("gateway"),
-		opts:   opts,
-		ctx:    ctx,
+		hub:     h,
+		store:   store,
+		web:     web,
+		log:     log.Named("gateway"),
+		opts:    opts,
+		ctx:     ctx,
 		cancel:  cancel,
 		sweeper: wsconn.NewSweeper(opts.WriteTimeout),
 		conns:   make(map[*conn]struct{}),

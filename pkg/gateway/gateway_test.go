@@ -659,3 +659,96 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		t.Error("/metrics carries room or user labels")
 	}
 }
+
+func decodeJSON(t *testing.T, resp *http.Response, v any) {
+	t.Helper()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// GET /api/rooms/{room}: the room's length and last id from Redis; 400 for
+// a bad room and 503 while Redis is down, each with a JSON error body.
+func TestRoomAPI(t *testing.T) {
+	e := newEnv(t, hub.Options{}, gateway.Options{StoreTimeout: time.Second})
+	get := func(room string, v any) int {
+		t.Helper()
+		resp, err := http.Get(e.http.URL + "/api/rooms/" + room)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		decodeJSON(t, resp, v)
+		return resp.StatusCode
+	}
+	type info struct {
+		Room   string `json:"room"`
+		Length int64  `json:"length"`
+		LastID string `json:"last_id"`
+	}
+	var empty info
+	if code := get("empty", &empty); code != http.StatusOK || empty != (info{"empty", 0, "0-0"}) {
+		t.Fatalf("empty room: %d %+v", code, empty)
+	}
+	var last chat.ID
+	for i := range 3 {
+		id, err := e.store.Append(context.Background(), chat.Event{Room: "busy", Kind: chat.KindMessage, From: "w", Text: fmt.Sprint(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = id
+	}
+	var busy info
+	if code := get("busy", &busy); code != http.StatusOK || busy != (info{"busy", 3, last.String()}) {
+		t.Fatalf("busy room: %d %+v, want last id %s", code, busy, last)
+	}
+	var bad struct{ Code, Message string }
+	if code := get("no%20such", &bad); code != http.StatusBadRequest || bad.Code != "bad_room" {
+		t.Fatalf("bad room: %d %+v", code, bad)
+	}
+	e.redis.Stop()
+	defer e.redis.Restart()
+	var down struct{ Code, Message string }
+	if code := get("busy", &down); code != http.StatusServiceUnavailable || down.Code != "unavailable" || strings.Contains(down.Message, "xinfo") {
+		t.Fatalf("redis down: %d %+v", code, down)
+	}
+}
+
+// Hub.Post appends for a room nobody on its replica has joined, and the
+// entry reaches a client of another replica; a bad event appends nothing.
+func TestHubPostReachesAnotherReplica(t *testing.T) {
+	e := newEnv(t, hub.Options{}, gateway.Options{})
+	c := e.dial("room=news&name=ann")
+	untilReady(t, c)
+	// A second replica's hub on the same Redis, with no connection at all:
+	// a publisher or a bot.
+	other := hub.New(e.store, zaptest.NewLogger(t), hub.Options{Block: 250 * time.Millisecond})
+	defer other.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if _, err := other.Post(ctx, chat.Event{Room: "Bad Room", Kind: chat.KindMessage, From: "bot", Text: "x"}); !isCode(err, chat.CodeBadRoom) {
+		t.Fatalf("bad room: %v", err)
+	}
+	if _, err := other.Post(ctx, chat.Event{Room: "news", Kind: chat.KindLeave, From: "bot"}); !isCode(err, chat.CodeBadRequest) {
+		t.Fatalf("presence kind: %v", err)
+	}
+	id, err := other.Post(ctx, chat.Event{Room: "news", Kind: chat.KindMessage, From: "bot", Text: "extra!"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.Rooms() != 0 {
+		t.Fatalf("posting started %d rooms", other.Rooms())
+	}
+	ev := expectMessage(t, c, "extra!")
+	if ev.From != "bot" || ev.ID != id.String() {
+		t.Fatalf("got %+v, want from bot with id %s", ev, id)
+	}
+}
+
+func isCode(err error, code chat.Code) bool {
+	var ce *chat.Error
+	return errors.As(err, &ce) && ce.Code == code
+}

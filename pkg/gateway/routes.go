@@ -3,12 +3,14 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/streamchat/streamchat/pkg/chat"
+	"github.com/streamchat/streamchat/pkg/hub"
 )
 
 // Handler routes every path a replica serves; this is the one list.
@@ -79,7 +81,7 @@ func (s *Server) serveRoom(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	st, err := s.store.Stat(ctx, room)
 	if err != nil {
-		s.apiError(w, r, err)
+		s.apiError(w, r, fmt.Errorf("stat: %w: %w", hub.ErrUnavailable, err))
 		return
 	}
 	writeJSON(w, http.StatusOK, roomInfo{Room: room, Length: st.Length, LastID: st.LastID.String()})

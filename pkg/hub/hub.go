@@ -1,10 +1,12 @@
 // Package hub runs the rooms of one gateway replica. Every connection has its
 // own cursor and reads the entries after it; in shared mode one tailer per
-// active room reads the stream into an in-memory window, hands each batch to
-// the connections that keep up (Follower) and leaves the others to read the
-// window, or Redis, at their own pace. So Redis connections grow with rooms,
-// not users, and a slow connection only delays itself. The hub knows nothing
-// of websockets.
+// active room reads the stream into an in-memory window and writes each
+// batch to the connections that keep up (Follower.TryWrite); a connection
+// that falls short catches up in a goroutine of its own session, from the
+// window or from Redis, and then follows again. So Redis connections grow
+// with rooms, not users, and a slow connection only delays itself. The hub
+// deals in events and their JSON payloads, encoded once per replica; how a
+// payload reaches a client is the Follower's business.
 package hub
 
 import (

@@ -15,7 +15,7 @@ import (
 // Entry is a stream entry as this replica delivers it: the event and its
 // live payload (chat.EncodeEvent), encoded once per replica and shared by
 // every connection. Payload must not be modified. How a payload travels
-// (a websocket frame, say) is the Follower's business.
+// is the Follower's business.
 type Entry struct {
 	Event   chat.Event
 	Payload []byte
@@ -65,7 +65,7 @@ type room struct {
 	wake    chan struct{}
 	stopped bool
 	// followers are the sessions the tailer hands new entries to; each
-	// knows its index (Session.follow). The tailer alone calls Offer, so
+	// knows its index (Session.follow). The tailer alone calls TryWrite, so
 	// while a session follows, the tailer owns its cursor.
 	followers []*Session
 

@@ -249,3 +249,48 @@ func online(t *testing.T, s *Store, room string) []string {
 	}
 	return distinctNames(members)
 }
+
+// An event's attributes are stored with it and come back from every read,
+// and an entry without any carries no map.
+func TestAttrsRoundTrip(t *testing.T) {
+	s, _ := newStore(t, 2000)
+	ctx := context.Background()
+	attrs := map[string]string{"name": "cat.png", "size": "12345", "url": "/files/r/x"}
+	id, err := s.Append(ctx, chat.Event{Room: "r", Kind: "file", From: "ann", Nonce: "n", Attrs: attrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, s, "r", chat.KindMessage, 1)
+	recent, _, err := s.Recent(ctx, "r", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _, err := s.After(ctx, "r", chat.ID{}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read, err := s.Read(ctx, "r", chat.ID{}, 10, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, got := range map[string][]chat.Event{"Recent": recent, "After": after, "Read": read} {
+		if len(got) != 2 || got[0].ID != id || got[0].Kind != "file" || got[0].Nonce != "n" || fmt.Sprint(got[0].Attrs) != fmt.Sprint(attrs) {
+			t.Fatalf("%s: %+v", name, got)
+		}
+		if got[1].Attrs != nil {
+			t.Fatalf("%s: a message got attributes %v", name, got[1].Attrs)
+		}
+	}
+}
+
+func TestStat(t *testing.T) {
+	s, _ := newStore(t, 2000)
+	ctx := context.Background()
+	if st, err := s.Stat(ctx, "new"); err != nil || st != (chat.RoomStat{}) {
+		t.Fatalf("new room: %+v, %v", st, err)
+	}
+	ids := appendN(t, s, "r", chat.KindMessage, 4)
+	if st, err := s.Stat(ctx, "r"); err != nil || st != (chat.RoomStat{Length: 4, LastID: ids[3]}) {
+		t.Fatalf("Stat = %+v, %v; want 4 entries, last %s", st, err, ids[3])
+	}
+}
