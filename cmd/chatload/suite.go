@@ -185,7 +185,14 @@ func startEnv(ctx context.Context, redisBin, gatewayBin string, replicas int, mo
 	}
 	rcmd := exec.Command(redisBin, "--port", strconv.Itoa(rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", e.dir, "--maxclients", "20000", "--loglevel", "warning")
-	rcmd.Stdout, rcmd.Stderr = logw, logw
+	// Its own log goes to a file beside its data, not into the table;
+	// it is printed only when the server does not start.
+	rlog, err := os.Create(filepath.Join(e.dir, "redis.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer rlog.Close()
+	rcmd.Stdout, rcmd.Stderr = rlog, rlog
 	if err := rcmd.Start(); err != nil {
 		return nil, fmt.Errorf("start redis-server: %w", err)
 	}
@@ -193,8 +200,9 @@ func startEnv(ctx context.Context, redisBin, gatewayBin string, replicas int, mo
 	e.procs = append(e.procs, proc{Name: "redis", PID: rcmd.Process.Pid})
 	e.redis = redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", rport)})
 	if err := waitFor(ctx, func() bool { return e.redis.Ping(ctx).Err() == nil }); err != nil {
+		out, _ := os.ReadFile(rlog.Name())
 		e.stop()
-		return nil, fmt.Errorf("redis-server did not start: %w", err)
+		return nil, fmt.Errorf("redis-server did not start: %w\n%s", err, out)
 	}
 	for i := range replicas {
 		port, err := freePort()

@@ -36,6 +36,9 @@ func TestMain(m *testing.M) {
 	gw := gateway.New(gateway.FromHub(h), st, nil, zap.NewNop(), gateway.Options{Rate: 1000, Burst: 1000})
 	ts := httptest.NewServer(gw.Handler())
 	gatewayURL = "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"
+	// The examples read their endpoint from the environment, so they can
+	// be pasted as they are.
+	_ = os.Setenv("STREAMCHAT_WS_URL", gatewayURL)
 
 	code := m.Run()
 

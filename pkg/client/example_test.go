@@ -4,16 +4,27 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"os"
 	"time"
 
 	"github.com/streamchat/streamchat/pkg/client"
 )
 
+// endpoint is the gateway's websocket endpoint: a local
+// `go run ./cmd/gateway`, unless STREAMCHAT_WS_URL names another (the tests
+// set it to their own gateway).
+func endpoint() string {
+	if u := os.Getenv("STREAMCHAT_WS_URL"); u != "" {
+		return u
+	}
+	return "ws://localhost:8080/ws"
+}
+
 // Join a room, post a message, and read it back from the room's stream.
 func Example() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, _, err := client.Dial(ctx, gatewayURL+"?room=example&name=ann", nil)
+	conn, _, err := client.Dial(ctx, endpoint()+"?room=example&name=ann", nil)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -41,7 +52,7 @@ func Example() {
 func ExampleOptions_reconnect() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, _, err := client.Dial(ctx, gatewayURL+"?room=example-reconnect&name=bob",
+	conn, _, err := client.Dial(ctx, endpoint()+"?room=example-reconnect&name=bob",
 		&client.Options{Reconnect: true, MinBackoff: 10 * time.Millisecond})
 	if err != nil {
 		log.Fatal(err)
