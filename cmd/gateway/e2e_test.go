@@ -592,3 +592,33 @@ func TestEmbeddedDefault(t *testing.T) {
 		t.Fatalf("resume on the embedded server: resumed=%v texts=%v", hello.Resumed, texts)
 	}
 }
+
+// A connection's log lines name the replica once, beside the connection's
+// own fields.
+func TestConnectionLogLines(t *testing.T) {
+	c := startCluster(t, 1, config.TailShared, nil)
+	r := c.replicas[0]
+	conn := dial(t, r.wsURL("logs", "ann", ""))
+	clienttest.UntilReady(t, conn)
+	_ = conn.Close()
+	deadline := time.Now().Add(waitFor)
+	for !strings.Contains(r.logs.String(), `"connection closed"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no connection closed line:\n%s", r.logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, line := range strings.Split(r.logs.String(), "\n") {
+		if !strings.Contains(line, `"connection `) {
+			continue
+		}
+		if n := strings.Count(line, `"replica":`); n != 1 {
+			t.Errorf("%d replica keys in %s", n, line)
+		}
+		for _, key := range []string{`"conn_id":`, `"room":"logs"`, `"name":"ann"`} {
+			if !strings.Contains(line, key) {
+				t.Errorf("no %s in %s", key, line)
+			}
+		}
+	}
+}

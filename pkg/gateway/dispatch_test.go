@@ -79,16 +79,7 @@ func (fakeStorage) Stat(context.Context, string) (chat.RoomStat, error) {
 // and the connection goes on. Runs against a fake hub: no Redis.
 func TestDispatchWithFakeHub(t *testing.T) {
 	fh := &fakeHub{started: make(chan hub.Follower, 1)}
-	gw := gateway.New(fh, fakeStorage{}, nil, zaptest.NewLogger(t), gateway.Options{Rate: 100, Burst: 100})
-	ts := httptest.NewServer(gw.Handler())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		ts.Close()
-		if err := gw.Drain(ctx); err != nil {
-			t.Errorf("drain: %v", err)
-		}
-	})
+	ts := serve(t, gateway.New(fh, fakeStorage{}, nil, zaptest.NewLogger(t), gateway.Options{Rate: 100, Burst: 100}))
 	c := clienttest.Dial(t, "ws"+strings.TrimPrefix(ts.URL, "http")+"/ws?room=r&name=ann", nil)
 	hello, _, ready := clienttest.UntilReady(t, c)
 	if hello.You != "ann" || ready.Cursor != "5-0" || fmt.Sprint(ready.Online) != "[ann]" {

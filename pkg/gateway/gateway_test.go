@@ -57,8 +57,15 @@ func newEnv(t *testing.T, hopts hub.Options, gopts gateway.Options) *env {
 	}
 	h := hub.New(st, log, hopts)
 	gw := gateway.New(gateway.FromHub(h), st, http.NotFoundHandler(), log, gopts)
+	t.Cleanup(h.Close) // after the gateway's own cleanup
+	ts := serve(t, gw)
+	return &env{t: t, redis: srv, store: st, hub: h, gw: gw, http: ts}
+}
+
+// serve runs gw on a test server until the test ends, then drains it.
+func serve(t *testing.T, gw *gateway.Server) *httptest.Server {
+	t.Helper()
 	ts := httptest.NewServer(gw.Handler())
-	e := &env{t: t, redis: srv, store: st, hub: h, gw: gw, http: ts}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 		defer cancel()
@@ -66,9 +73,8 @@ func newEnv(t *testing.T, hopts hub.Options, gopts gateway.Options) *env {
 		if err := gw.Drain(ctx); err != nil {
 			t.Errorf("drain: %v", err)
 		}
-		h.Close()
 	})
-	return e
+	return ts
 }
 
 func (e *env) wsURL(query string) string {

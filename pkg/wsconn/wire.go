@@ -79,13 +79,6 @@ type wire struct {
 	restHead [maxHeader]byte
 	ctrl     frameTrack // a control frame coder/websocket is still writing
 
-	// Scratch for framing a batch, reused under mu: headers, and the
-	// header and payload buffers handed to writev. Sized for the usual
-	// batch of one or two entries; larger batches allocate their own.
-	heads [2 * maxHeader]byte
-	bufs  [4][]byte
-	iov   iovecs
-
 	// closing is set when the server starts closing the connection: no
 	// message may follow the close frame.
 	closing atomic.Bool
@@ -102,28 +95,31 @@ func (w *wire) attach(conn net.Conn) net.Conn {
 	return controlConn{Conn: conn, w: w}
 }
 
-// frame returns the header and payload buffers of text frames holding
-// payloads, for one writev. It uses the wire's scratch when the batch is
-// small. Called with mu held.
-func (w *wire) frame(payloads [][]byte) [][]byte {
-	heads := w.heads[:0]
-	bufs := w.bufs[:0]
-	if len(payloads) > len(w.bufs)/2 {
-		heads = make([]byte, 0, maxHeader*len(payloads))
-		bufs = make([][]byte, 0, 2*len(payloads))
-	}
+// smallBatch is how many frames tryWrite frames in pooled scratch: the
+// usual batch of a room's tailer.
+const smallBatch = 2
+
+// scratch is what tryWrite needs to frame a small batch: headers, the
+// header and payload buffers, and writev's iovec array.
+type scratch struct {
+	heads [smallBatch * maxHeader]byte
+	bufs  [2 * smallBatch][]byte
+	iov   iovecs
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+// frame appends to bufs the header and payload buffers of text frames
+// holding payloads, for one writev, with the headers in heads. The caller
+// passes scratch of its own (heads with room for maxHeader bytes a
+// payload), so nothing of a write stays with the connection.
+func frame(bufs [][]byte, heads []byte, payloads [][]byte) [][]byte {
 	for _, p := range payloads {
 		start := len(heads)
 		heads = appendHeader(heads, len(p)) // within capacity: never moves
 		bufs = append(bufs, heads[start:], p)
 	}
 	return bufs
-}
-
-// release clears the wire's scratch so it holds no payload between writes.
-func (w *wire) release(bufs [][]byte) {
-	clear(bufs)
-	clear(w.bufs[:])
 }
 
 // write sends payloads as text frames in order, waiting for the socket as
@@ -143,10 +139,8 @@ func (w *wire) write(payloads ...[]byte) error {
 	if len(payloads) == 0 {
 		return nil
 	}
-	bufs := w.frame(payloads)
-	defer w.release(bufs)
-	// One writev(2) for the lot; WriteTo consumes its own copy of the slice.
-	b := net.Buffers(bufs)
+	// One writev(2) for the lot.
+	b := net.Buffers(frame(make([][]byte, 0, 2*len(payloads)), make([]byte, 0, maxHeader*len(payloads)), payloads))
 	_, err := b.WriteTo(w.conn)
 	return err
 }
@@ -183,8 +177,18 @@ func (w *wire) tryLock() bool {
 // was full or failed before the last payload went out whole.
 func (w *wire) tryWrite(payloads [][]byte) (taken int, whole bool, err error) {
 	payloads = payloads[:min(len(payloads), maxIOV/2)]
-	bufs := w.frame(payloads)
-	defer w.release(bufs)
+	// The scratch comes from a per-processor pool rather than from each
+	// connection: the same few, hot in cache, serve every delivery of the
+	// room's tailer, and an idle connection holds none.
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	heads, bufs := sc.heads[:0], sc.bufs[:0]
+	if len(payloads) > smallBatch {
+		heads = make([]byte, 0, maxHeader*len(payloads))
+		bufs = make([][]byte, 0, 2*len(payloads))
+	}
+	bufs = frame(bufs, heads, payloads)
+	defer clear(bufs) // the pool holds no payload
 	var n int
 	w.fdMu.Lock()
 	if w.fdClosed {
@@ -192,7 +196,7 @@ func (w *wire) tryWrite(payloads [][]byte) (taken int, whole bool, err error) {
 		return 0, false, net.ErrClosed
 	}
 	for {
-		if n, err = writeNonblock(w.fd, bufs, &w.iov); err != syscall.EINTR {
+		if n, err = writeNonblock(w.fd, bufs, &sc.iov); err != syscall.EINTR {
 			break
 		}
 	}
@@ -204,7 +208,8 @@ func (w *wire) tryWrite(payloads [][]byte) (taken int, whole bool, err error) {
 		return 0, false, err
 	}
 	for i := 0; i < len(bufs); i += 2 {
-		head, body := bufs[i], bufs[i+1]
+		// The rest keeps a copy of the header, never the pooled one.
+		head, body := bufs[i], payloads[i/2]
 		if n >= len(head)+len(body) {
 			n -= len(head) + len(body)
 			continue

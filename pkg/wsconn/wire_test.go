@@ -272,8 +272,7 @@ func TestTryWriteAfterClose(t *testing.T) {
 func TestRestWithinTheHeader(t *testing.T) {
 	w := &wire{}
 	payload := bytes.Repeat([]byte("h"), 70000) // a 10-byte header
-	bufs := w.frame([][]byte{payload})
-	head := bufs[0]
+	head := appendHeader(nil, len(payload))
 	// What tryWrite keeps when the socket took 3 bytes of the header.
 	w.rest[0] = w.restHead[:copy(w.restHead[:], head[3:])]
 	w.rest[1] = payload

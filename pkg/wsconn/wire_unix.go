@@ -19,22 +19,27 @@ func descriptor(conn net.Conn) int {
 	return fd
 }
 
-// iovecs is a connection's reusable iovec array for writev(2).
-type iovecs []syscall.Iovec
-
-// writeNonblock is writev(2) of bufs on a non-blocking descriptor, with
-// the iovec array kept in *iov while it is small. It is a raw system call:
+// writeNonblock is writev(2) of bufs (write(2) of one) on a non-blocking
+// descriptor. It is a raw system call:
 // it never blocks, so it need not tell the scheduler, whose bookkeeping
 // (and waking its monitor thread on an otherwise idle process) cost more
 // than the rest of a delivery's user time.
+// iovecs is the iovec array of a small batch.
+type iovecs [2 * smallBatch]syscall.Iovec
+
 func writeNonblock(fd int, bufs [][]byte, iov *iovecs) (int, error) {
-	n := min(len(bufs), maxIOV)
-	v := *iov
-	if cap(v) < n {
-		v = make(iovecs, n, max(n, 4))
-		if n <= 4 {
-			*iov = v // the usual batch: keep it
+	if len(bufs) == 1 {
+		p := bufs[0]
+		r, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+		if errno != 0 {
+			return 0, errno
 		}
+		return int(r), nil
+	}
+	n := min(len(bufs), maxIOV)
+	v := iov[:]
+	if n > len(iov) {
+		v = make([]syscall.Iovec, n)
 	}
 	v = v[:n]
 	for i := range v {
