@@ -107,6 +107,9 @@ type scratch struct {
 	iov   iovecs
 }
 
+// scratchPool is process-wide on purpose: a cache with no state worth
+// owning, whose per-processor objects stay hot in whichever goroutine is
+// writing.
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
 // frame appends to bufs the header and payload buffers of text frames
