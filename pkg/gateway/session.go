@@ -15,7 +15,6 @@ import (
 
 	"github.com/streamchat/streamchat/pkg/chat"
 	"github.com/streamchat/streamchat/pkg/hub"
-	"github.com/streamchat/streamchat/pkg/metrics"
 	"github.com/streamchat/streamchat/pkg/wsconn"
 )
 
@@ -149,9 +148,10 @@ func (c *conn) serve(p joinParams) (loop func()) {
 	m := c.s.opts.Metrics
 	sess, greeting, err := c.s.hub.Join(ctx, hub.JoinRequest{Room: p.room, Name: c.who.Name, Conn: c.id, Since: p.since, Resume: p.resume})
 	if err != nil {
+		o := classify(errJoin)
 		m.RedisErrors.WithLabelValues("join").Inc()
-		m.ConnsClosed.WithLabelValues(metrics.ReasonJoinError).Inc()
-		c.logf(zapcore.WarnLevel, "join failed", zap.Error(err))
+		m.ConnsClosed.WithLabelValues(o.metric).Inc()
+		c.logf(o.level, "join failed", zap.Error(err))
 		c.sendError(errJoin, "")
 		c.fail(errJoin)
 		cancel()
@@ -296,9 +296,7 @@ func (c *conn) dispatch(ctx context.Context, cmd chat.Command) {
 		err = fmt.Errorf("%w: %T", errCommand, cmd)
 	}
 	if err != nil {
-		if ce := c.s.log.Check(classify(err).level, "command failed"); ce != nil {
-			ce.Write(append(c.fields[:len(c.fields):len(c.fields)], zap.Error(err))...)
-		}
+		c.logf(classify(err).level, "command failed", zap.Error(err))
 		var ce *chat.Error
 		if errors.As(err, &ce) {
 			c.s.opts.Metrics.Rejected.WithLabelValues(string(ce.Code)).Inc()

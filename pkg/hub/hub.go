@@ -248,7 +248,6 @@ func (h *Hub) Post(ctx context.Context, e chat.Event) (chat.ID, error) {
 		cerr.Nonce = e.Nonce
 		return chat.ID{}, cerr
 	}
-	e.ID = chat.ID{}
 	start := time.Now()
 	id, err := h.store.Append(ctx, e)
 	m := h.opts.Metrics

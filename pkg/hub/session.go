@@ -80,9 +80,6 @@ type Session struct {
 	follow int
 }
 
-// Cursor is the ID of the last entry delivered (or the starting point).
-func (s *Session) Cursor() chat.ID { return s.cursor }
-
 // Next returns the entries after the session's cursor, oldest first, waiting
 // until there is at least one, and advances the cursor past them. The slice
 // is valid until the next call. Only before Start. It fails with ErrLagged
