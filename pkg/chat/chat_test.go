@@ -89,6 +89,25 @@ func TestNormalizeName(t *testing.T) {
 		{"control", "a\x00b", "", CodeBadName},
 		{"newline inside", "a\nb", "", CodeBadName},
 		{"invalid utf8", "a\xffb", "", CodeBadName},
+		// Format characters (Cf) render as nothing or reorder the text
+		// around them: one in a name lets it pass for another.
+		{"right-to-left override", "ann\u202egpj.exe", "", CodeBadName},
+		{"left-to-right override", "\u202dann", "", CodeBadName},
+		{"right-to-left embedding", "a\u202bnn", "", CodeBadName},
+		{"pop directional formatting", "ann\u202c", "", CodeBadName},
+		{"first strong isolate", "\u2068ann\u2069", "", CodeBadName},
+		{"right-to-left mark", "ann\u200f", "", CodeBadName},
+		{"arabic letter mark", "ann\u061c", "", CodeBadName},
+		{"zero-width space", "an\u200bn", "", CodeBadName},
+		{"zero-width non-joiner", "an\u200cn", "", CodeBadName},
+		{"zero-width joiner", "an\u200dn", "", CodeBadName},
+		{"word joiner", "an\u2060n", "", CodeBadName},
+		{"byte-order mark", "\ufeffann", "", CodeBadName},
+		{"soft hyphen", "an\u00adn", "", CodeBadName},
+		{"invisible separator", "a\u2063nn", "", CodeBadName},
+		{"tag character", "ann\U000e0041", "", CodeBadName},
+		{"combining accent is fine", "Zoe\u0301", "Zoe\u0301", ""},
+		{"right-to-left script is fine", "\u05e9\u05dc\u05d5\u05dd", "\u05e9\u05dc\u05d5\u05dd", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -104,6 +123,27 @@ func TestNormalizeName(t *testing.T) {
 				t.Fatalf("NormalizeName(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
 			}
 		})
+	}
+}
+
+func TestValidClientKey(t *testing.T) {
+	t.Parallel()
+	for key, ok := range map[string]bool{
+		"0123456789abcdef":                     true,
+		"3f1c2a9e-7b4d-4e0a-9c8f-5d6e7f8a9b0c": true,
+		"AbC_dEf-0123456789":                   true,
+		"short":                                false,
+		"":                                     false,
+		strings.Repeat("a", 64):                true,
+		strings.Repeat("a", 65):                false,
+		"0123456789abcdef:":                    false,
+		"0123456789abcdef{":                    false,
+		"0123456789 abcdef":                    false,
+		"0123456789abcdeé":                     false,
+	} {
+		if got := ValidClientKey(key); got != ok {
+			t.Errorf("ValidClientKey(%q) = %v, want %v", key, got, ok)
+		}
 	}
 }
 
@@ -183,7 +223,8 @@ func TestEncodeControlFrames(t *testing.T) {
 		want string
 	}{
 		{"ready empty", EncodeReady(ID{}, nil), `{"type":"ready","cursor":"0-0","online":[]}`},
-		{"ack", EncodeAck("n", ID{5, 1}), `{"type":"ack","nonce":"n","id":"5-1"}`},
+		{"ack", EncodeAck("n", ID{5, 1}, false), `{"type":"ack","nonce":"n","id":"5-1"}`},
+		{"ack of a duplicate", EncodeAck("n", ID{5, 1}, true), `{"type":"ack","nonce":"n","id":"5-1","duplicate":true}`},
 		{"error", EncodeError(&Error{Code: CodeRateLimited, Message: "slow down"}), `{"type":"error","code":"rate_limited","message":"slow down"}`},
 		{"hello", EncodeHello(Hello{Room: "r", You: "a", Replica: "x", Limits: Limits{MaxText: 1, MaxFrame: 2, Rate: 5, Burst: 10}}),
 			`{"type":"hello","room":"r","you":"a","replica":"x","resumed":false,"limits":{"max_text":1,"max_frame":2,"rate":5,"burst":10}}`},

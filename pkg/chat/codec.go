@@ -83,12 +83,15 @@ func EncodeReady(cursor ID, online []string) []byte {
 }
 
 // EncodeAck returns the frame that confirms a message is stored as id.
-func EncodeAck(nonce string, id ID) []byte {
+// duplicate says the nonce had been stored before: id is the original
+// entry's, and nothing new was appended.
+func EncodeAck(nonce string, id ID, duplicate bool) []byte {
 	return mustMarshal(struct {
-		Type  string `json:"type"`
-		Nonce string `json:"nonce"`
-		ID    string `json:"id"`
-	}{TypeAck, nonce, id.String()})
+		Type      string `json:"type"`
+		Nonce     string `json:"nonce"`
+		ID        string `json:"id"`
+		Duplicate bool   `json:"duplicate,omitempty"`
+	}{TypeAck, nonce, id.String(), duplicate})
 }
 
 // EncodeError returns the error frame for e.

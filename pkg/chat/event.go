@@ -101,6 +101,21 @@ type Hello struct {
 // Identity is who a connection speaks as, as its authenticator decided.
 type Identity struct {
 	Name string // display name, already normalized (NormalizeName)
+	// Sender scopes the nonces of the messages this identity posts: a
+	// repeated (room, sender, nonce) is stored once. It is the user id once
+	// users sign in; an anonymous client's is "c:" + the client key it
+	// sent; empty when there is neither, and the gateway then scopes
+	// nonces to the one connection.
+	Sender string
+}
+
+// Ack is the outcome of posting an event, what the poster is acknowledged
+// with.
+type Ack struct {
+	ID ID
+	// Duplicate means the sender had posted this nonce within the dedupe
+	// window: ID is that entry's, and nothing was appended.
+	Duplicate bool
 }
 
 // Member is one connection present in a room.

@@ -14,7 +14,28 @@ const (
 	MaxRoomLen  = 64
 	MaxNameLen  = 32
 	MaxNonceLen = 64
+	// MaxClientKeyLen bounds the client key (ValidClientKey).
+	MaxClientKeyLen = 64
 )
+
+// ValidClientKey reports whether key can name an anonymous client: 16 to
+// 64 characters of [A-Za-z0-9_-], the alphabet of UUIDs and base64url. The
+// key scopes a client's nonces, so it must be long enough not to be
+// guessed by chance and short enough to be cheap as part of a Redis key.
+func ValidClientKey(key string) bool {
+	if len(key) < 16 || len(key) > MaxClientKeyLen {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // ValidRoom reports whether room matches ^[a-z0-9][a-z0-9_-]{0,63}$. Rooms
 // become part of Redis keys, so the alphabet is deliberately narrow.
@@ -35,7 +56,10 @@ func ValidRoom(room string) bool {
 }
 
 // NormalizeName trims a display name and checks it: 1–32 characters of
-// valid UTF-8 without control characters.
+// valid UTF-8 with no control characters (Cc) and no format characters
+// (Cf): bidi overrides and isolates, zero-width spaces and joiners, the
+// byte-order mark, soft hyphens. Those render as nothing or reorder what
+// follows, so a name holding one can pass for another.
 func NormalizeName(name string) (string, *Error) {
 	if !utf8.ValidString(name) {
 		return "", &Error{Code: CodeBadName, Message: "name is not valid UTF-8"}
@@ -49,8 +73,11 @@ func NormalizeName(name string) (string, *Error) {
 		return "", &Error{Code: CodeBadName, Message: "name is longer than 32 characters"}
 	}
 	for _, r := range name {
-		if unicode.IsControl(r) {
+		switch {
+		case unicode.IsControl(r):
 			return "", &Error{Code: CodeBadName, Message: "name contains control characters"}
+		case unicode.Is(unicode.Cf, r):
+			return "", &Error{Code: CodeBadName, Message: "name contains invisible formatting characters (bidi controls, zero-width characters)"}
 		}
 	}
 	return name, nil

@@ -18,6 +18,10 @@ type Authenticator interface {
 
 // Anonymous is the default Authenticator: the client names itself, with
 // the query's name, or else the username cookie the browser client sets.
+// Its optional client key (query "client": 16–64 characters of
+// [A-Za-z0-9_-], kept by the client across reconnects) becomes the
+// sender that scopes its nonces, so a message resent after a reconnect to
+// any replica is stored once.
 type Anonymous struct{}
 
 // Authenticate implements Authenticator.
@@ -38,7 +42,14 @@ func (Anonymous) Authenticate(r *http.Request) (chat.Identity, error) {
 	if err != nil {
 		return chat.Identity{}, err
 	}
-	return chat.Identity{Name: name}, nil
+	who := chat.Identity{Name: name}
+	if key := q.Get("client"); key != "" {
+		if !chat.ValidClientKey(key) {
+			return chat.Identity{}, &chat.Error{Code: chat.CodeBadRequest, Message: "client key must be 16 to 64 characters of A-Z, a-z, 0-9, _ and -"}
+		}
+		who.Sender = "c:" + key
+	}
+	return who, nil
 }
 
 var _ Authenticator = Anonymous{}

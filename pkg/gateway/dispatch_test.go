@@ -32,14 +32,14 @@ func (h *fakeHub) Join(_ context.Context, req hub.JoinRequest) (gateway.Session,
 	return &fakeSession{h: h}, hub.Greeting{Boundary: chat.ID{Ms: 5}, Cursor: chat.ID{Ms: 5}, Online: []string{req.Name}}, nil
 }
 
-func (h *fakeHub) Post(_ context.Context, e chat.Event) (chat.ID, error) {
+func (h *fakeHub) Post(_ context.Context, e chat.Event, _ string) (chat.Ack, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.postErr != nil {
-		return chat.ID{}, h.postErr
+		return chat.Ack{}, h.postErr
 	}
 	h.posted = append(h.posted, e)
-	return chat.ID{Ms: 7, Seq: uint64(len(h.posted))}, nil
+	return chat.Ack{ID: chat.ID{Ms: 7, Seq: uint64(len(h.posted))}}, nil
 }
 
 func (h *fakeHub) Healthy() error { return nil }

@@ -27,8 +27,9 @@ import (
 type Hub interface {
 	// Join enters a room and returns the session and its greeting.
 	Join(ctx context.Context, req hub.JoinRequest) (Session, hub.Greeting, error)
-	// Post appends an event; a *chat.Error means it was refused.
-	Post(ctx context.Context, e chat.Event) (chat.ID, error)
+	// Post appends an event unless its sender already posted its nonce;
+	// a *chat.Error means it was refused.
+	Post(ctx context.Context, e chat.Event, sender string) (chat.Ack, error)
 	// Healthy reports an error when a room's tail is stuck.
 	Healthy() error
 }

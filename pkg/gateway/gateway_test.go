@@ -701,11 +701,11 @@ func TestRoomAPI(t *testing.T) {
 	}
 	var last chat.ID
 	for i := range 3 {
-		id, err := e.store.Append(context.Background(), chat.Event{Room: "busy", Kind: chat.KindMessage, From: "w", Text: fmt.Sprint(i)})
+		ack, err := e.store.Append(context.Background(), chat.Event{Room: "busy", Kind: chat.KindMessage, From: "w", Text: fmt.Sprint(i)}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		last = id
+		last = ack.ID
 	}
 	var busy info
 	if code := get("busy", &busy); code != http.StatusOK || busy != (info{"busy", 3, last.String()}) {
@@ -735,16 +735,17 @@ func TestHubPostReachesAnotherReplica(t *testing.T) {
 	defer other.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	if _, err := other.Post(ctx, chat.Event{Room: "Bad Room", Kind: chat.KindMessage, From: "bot", Text: "x"}); !isCode(err, chat.CodeBadRoom) {
+	if _, err := other.Post(ctx, chat.Event{Room: "Bad Room", Kind: chat.KindMessage, From: "bot", Text: "x"}, "bot"); !isCode(err, chat.CodeBadRoom) {
 		t.Fatalf("bad room: %v", err)
 	}
-	if _, err := other.Post(ctx, chat.Event{Room: "news", Kind: chat.KindLeave, From: "bot"}); !isCode(err, chat.CodeBadRequest) {
+	if _, err := other.Post(ctx, chat.Event{Room: "news", Kind: chat.KindLeave, From: "bot"}, "bot"); !isCode(err, chat.CodeBadRequest) {
 		t.Fatalf("presence kind: %v", err)
 	}
-	id, err := other.Post(ctx, chat.Event{Room: "news", Kind: chat.KindMessage, From: "bot", Text: "extra!"})
+	ack, err := other.Post(ctx, chat.Event{Room: "news", Kind: chat.KindMessage, From: "bot", Text: "extra!"}, "bot")
 	if err != nil {
 		t.Fatal(err)
 	}
+	id := ack.ID
 	if other.Rooms() != 0 {
 		t.Fatalf("posting started %d rooms", other.Rooms())
 	}

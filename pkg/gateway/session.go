@@ -32,6 +32,9 @@ type conn struct {
 	room   string
 	who    chat.Identity
 	sess   Session
+	// sender scopes the nonces of this connection's messages: the
+	// identity's, or the connection's own when it has none.
+	sender string
 
 	endOnce sync.Once
 	reason  error // why the server ended the connection; set once
@@ -85,7 +88,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	params, who, herr := s.handshake(r)
-	c := &conn{s: s, id: newConnID(), room: params.room, who: who}
+	c := &conn{s: s, id: newConnID(), room: params.room, who: who, sender: who.Sender}
+	if c.sender == "" {
+		c.sender = "conn:" + c.id
+	}
 	// Accept checks the Origin: the request's own host, or an allowed
 	// pattern. Anything else gets 403 before any upgrade.
 	ws, err := wsconn.Accept(w, r, wsconn.Options{
@@ -305,10 +311,12 @@ func (c *conn) dispatch(ctx context.Context, cmd chat.Command) {
 	}
 }
 
-// post appends e and acknowledges it once Redis has stored it.
+// post appends e and acknowledges it once Redis has stored it (and, when
+// so configured, its replicas have). A nonce the sender already stored is
+// acknowledged again with the first entry's ID.
 func (c *conn) post(ctx context.Context, e chat.Event) error {
 	pctx, cancel := context.WithTimeout(ctx, c.s.opts.StoreTimeout)
-	id, err := c.s.hub.Post(pctx, e)
+	ack, err := c.s.hub.Post(pctx, e, c.sender)
 	cancel()
 	if err != nil {
 		var ce *chat.Error
@@ -318,7 +326,7 @@ func (c *conn) post(ctx context.Context, e chat.Event) error {
 		}
 		return err
 	}
-	if err := c.ws.Write(chat.EncodeAck(e.Nonce, id)); err != nil {
+	if err := c.ws.Write(chat.EncodeAck(e.Nonce, ack.ID, ack.Duplicate)); err != nil {
 		c.fail(err)
 	}
 	return nil

@@ -94,7 +94,7 @@ func benchFanOut(b *testing.B, follow bool) {
 	start := time.Now()
 	pending.Store(int64(b.N) * sessions)
 	for range b.N {
-		if _, err := st.Append(ctx, chat.Event{Room: "bench", Kind: chat.KindMessage, From: "w", Text: text}); err != nil {
+		if _, err := st.Append(ctx, chat.Event{Room: "bench", Kind: chat.KindMessage, From: "w", Text: text}, ""); err != nil {
 			b.Fatal(err)
 		}
 	}

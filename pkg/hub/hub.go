@@ -33,7 +33,9 @@ type Store interface {
 	After(ctx context.Context, room string, after chat.ID, count int) ([]chat.Event, chat.ID, error)
 	// Read waits up to block for entries after the ID.
 	Read(ctx context.Context, room string, after chat.ID, count int, block time.Duration) ([]chat.Event, error)
-	Append(ctx context.Context, e chat.Event) (chat.ID, error)
+	// Append stores e; a repeat of (room, sender, nonce) within the
+	// store's dedupe window stores nothing and returns the first ID.
+	Append(ctx context.Context, e chat.Event, sender string) (chat.Ack, error)
 	Join(ctx context.Context, room string, m chat.Member, ttl time.Duration) (chat.ID, []string, error)
 	Leave(ctx context.Context, room string, m chat.Member) (bool, error)
 	Refresh(ctx context.Context, room string, members []chat.Member, ttl time.Duration) (int, error)
@@ -230,34 +232,40 @@ func (h *Hub) Join(ctx context.Context, req JoinRequest) (*Session, Greeting, er
 // Post appends e to its room's stream and returns its ID once Redis has
 // stored it. Nobody needs to have joined the room on this replica: it is
 // how a connection posts, and how a server-side publisher or bot will.
-// e.From and e.Kind must be set; presence kinds are the hub's own. A bad
-// event fails with a *chat.Error and appends nothing; a storage failure
-// wraps ErrUnavailable.
-func (h *Hub) Post(ctx context.Context, e chat.Event) (chat.ID, error) {
+// e.From and e.Kind must be set; presence kinds are the hub's own. sender
+// scopes e.Nonce: posting the same (room, sender, nonce) again, from any
+// replica, within the store's dedupe window appends nothing and returns
+// the first entry's ID with Duplicate set. A bad event fails with a
+// *chat.Error and appends nothing; a storage failure wraps ErrUnavailable.
+func (h *Hub) Post(ctx context.Context, e chat.Event, sender string) (chat.Ack, error) {
 	switch {
 	case !chat.ValidRoom(e.Room):
-		return chat.ID{}, &chat.Error{Code: chat.CodeBadRoom, Message: "room must match ^[a-z0-9][a-z0-9_-]{0,63}$", Nonce: e.Nonce}
+		return chat.Ack{}, &chat.Error{Code: chat.CodeBadRoom, Message: "room must match ^[a-z0-9][a-z0-9_-]{0,63}$", Nonce: e.Nonce}
 	case e.Kind == "" || e.Kind == chat.KindJoin || e.Kind == chat.KindLeave:
-		return chat.ID{}, &chat.Error{Code: chat.CodeBadRequest, Message: "not a kind of entry that can be posted", Nonce: e.Nonce}
+		return chat.Ack{}, &chat.Error{Code: chat.CodeBadRequest, Message: "not a kind of entry that can be posted", Nonce: e.Nonce}
 	case e.Kind == chat.KindMessage && strings.TrimSpace(e.Text) == "":
-		return chat.ID{}, &chat.Error{Code: chat.CodeBadRequest, Message: "text is empty", Nonce: e.Nonce}
+		return chat.Ack{}, &chat.Error{Code: chat.CodeBadRequest, Message: "text is empty", Nonce: e.Nonce}
 	case e.From == "":
-		return chat.ID{}, &chat.Error{Code: chat.CodeBadName, Message: "the sender's name is empty", Nonce: e.Nonce}
+		return chat.Ack{}, &chat.Error{Code: chat.CodeBadName, Message: "the sender's name is empty", Nonce: e.Nonce}
 	}
 	if cerr := chat.CheckAttrs(e.Attrs); cerr != nil {
 		cerr.Nonce = e.Nonce
-		return chat.ID{}, cerr
+		return chat.Ack{}, cerr
 	}
 	start := time.Now()
-	id, err := h.store.Append(ctx, e)
+	ack, err := h.store.Append(ctx, e, sender)
 	m := h.opts.Metrics
 	if err != nil {
 		m.RedisErrors.WithLabelValues("append").Inc()
-		return chat.ID{}, fmt.Errorf("post to %s: %w: %w", e.Room, ErrUnavailable, err)
+		return chat.Ack{}, fmt.Errorf("post to %s: %w: %w", e.Room, ErrUnavailable, err)
+	}
+	if ack.Duplicate {
+		m.MessagesDeduplicated.Inc()
+		return ack, nil
 	}
 	m.MessagesAppended.Inc()
 	m.AppendSeconds.Observe(metrics.Since(start))
-	return id, nil
+	return ack, nil
 }
 
 func (h *Hub) isClosed() bool {

@@ -48,11 +48,11 @@ func post(t *testing.T, st *store.Store, room string, n int) []chat.ID {
 	t.Helper()
 	ids := make([]chat.ID, n)
 	for i := range ids {
-		id, err := st.Append(context.Background(), chat.Event{Room: room, Kind: chat.KindMessage, From: "w", Text: fmt.Sprint(i)})
+		ack, err := st.Append(context.Background(), chat.Event{Room: room, Kind: chat.KindMessage, From: "w", Text: fmt.Sprint(i)}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids[i] = id
+		ids[i] = ack.ID
 	}
 	return ids
 }

@@ -11,19 +11,20 @@ import (
 
 // Metrics are the collectors the gateway and the hub update.
 type Metrics struct {
-	ConnsOpen        prometheus.Gauge
-	ConnsOpened      prometheus.Counter
-	ConnsClosed      *prometheus.CounterVec // reason
-	MessagesReceived prometheus.Counter
-	MessagesAppended prometheus.Counter
-	Deliveries       prometheus.Counter
-	AppendSeconds    prometheus.Histogram
-	DeliverySeconds  prometheus.Histogram
-	RedisErrors      *prometheus.CounterVec // op
-	Tailers          prometheus.Gauge
-	CatchUpReads     prometheus.Counter
-	RateLimited      prometheus.Counter
-	Rejected         *prometheus.CounterVec // code
+	ConnsOpen            prometheus.Gauge
+	ConnsOpened          prometheus.Counter
+	ConnsClosed          *prometheus.CounterVec // reason
+	MessagesReceived     prometheus.Counter
+	MessagesAppended     prometheus.Counter
+	MessagesDeduplicated prometheus.Counter
+	Deliveries           prometheus.Counter
+	AppendSeconds        prometheus.Histogram
+	DeliverySeconds      prometheus.Histogram
+	RedisErrors          *prometheus.CounterVec // op
+	Tailers              prometheus.Gauge
+	CatchUpReads         prometheus.Counter
+	RateLimited          prometheus.Counter
+	Rejected             *prometheus.CounterVec // code
 }
 
 // Close reasons, the only values of the reason label.
@@ -53,6 +54,8 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Namespace: "streamchat", Name: "messages_received_total", Help: "Client frames received."}),
 		MessagesAppended: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "streamchat", Name: "messages_appended_total", Help: "Messages stored in Redis."}),
+		MessagesDeduplicated: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "streamchat", Name: "messages_deduplicated_total", Help: "Messages not stored again: a repeat of a nonce its sender had stored within the dedupe window."}),
 		Deliveries: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "streamchat", Name: "deliveries_total", Help: "Stream entries written to websockets."}),
 		AppendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -72,7 +75,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "streamchat", Name: "frames_rejected_total", Help: "Client frames answered with an error event, by code."}, []string{"code"}),
 	}
-	for _, c := range []prometheus.Collector{m.ConnsOpen, m.ConnsOpened, m.ConnsClosed, m.MessagesReceived, m.MessagesAppended,
+	for _, c := range []prometheus.Collector{m.ConnsOpen, m.ConnsOpened, m.ConnsClosed, m.MessagesReceived, m.MessagesAppended, m.MessagesDeduplicated,
 		m.Deliveries, m.AppendSeconds, m.DeliverySeconds, m.RedisErrors, m.Tailers, m.CatchUpReads, m.RateLimited, m.Rejected} {
 		f(c)
 	}

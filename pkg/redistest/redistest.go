@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,6 +40,8 @@ type Server struct {
 	exited   chan struct{}
 	cluster  bool   // started with --cluster-enabled
 	sentinel string // "NAME HOST PORT": a Sentinel watching that master
+	args     []string
+	paused   bool
 }
 
 // Start starts a redis-server on a free loopback port with its own temporary
@@ -62,6 +65,90 @@ func Start(t testing.TB) *Server {
 	s.start()
 	t.Cleanup(s.stop)
 	return s
+}
+
+// StartWith is Start with extra redis-server arguments, given after the
+// throwaway defaults (no RDB, no AOF), which they override: for example
+// "--appendonly", "yes", "--appendfsync", "always". Kill and Restart keep
+// the server's directory, so what it persisted is loaded again.
+func StartWith(t testing.TB, args ...string) *Server {
+	t.Helper()
+	if os.Getenv(EnvURL) != "" {
+		t.Fatal("this test configures its own redis-server; unset " + EnvURL)
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatal(installHint)
+	}
+	checkVersion(t, bin)
+	s := &Server{t: t, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))), dir: t.TempDir(), args: args}
+	s.start()
+	t.Cleanup(s.stop)
+	return s
+}
+
+// StartReplica starts a redis-server that replicates primary, and waits
+// until a write to the primary reaches it (WAIT), which after a diskless
+// first sync is a second or so after the link is up. (Start the primary
+// with "--repl-diskless-sync-delay", "0" for the first sync to begin at
+// once rather than after 5 s.)
+func StartReplica(t testing.TB, primary *Server) *Server {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(primary.addr)
+	r := StartWith(t, "--replicaof", host, port)
+	c, p := r.Client(), primary.Client()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := c.Info(context.Background(), "replication").Result()
+		if err == nil && strings.Contains(info, "master_link_status:up") {
+			ctx := context.Background()
+			werr := p.Set(ctx, "redistest:replica-check", r.addr, 0).Err()
+			n, werr2 := p.Do(ctx, "wait", 1, 200).Int64()
+			if werr == nil && werr2 == nil && n >= 1 {
+				_ = p.Del(ctx, "redistest:replica-check").Err()
+				return r
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica of %s: link not up within 10s: %v %q", primary.addr, err, info)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Kill ends the server with SIGKILL, as a crash would: nothing it had not
+// yet written to disk survives. Restart starts it again from its directory.
+func (s *Server) Kill() {
+	s.t.Helper()
+	if s.external || s.cmd == nil {
+		s.t.Fatal("Kill needs a running local redis-server; unset " + EnvURL)
+	}
+	s.Resume()
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+	s.cmd = nil
+}
+
+// Pause stops the server with SIGSTOP: connections stay open, commands
+// queue unanswered, as with a Redis stalled by a slow disk or a long fork.
+func (s *Server) Pause() {
+	s.t.Helper()
+	if s.external || s.cmd == nil {
+		s.t.Fatal("Pause needs a running local redis-server; unset " + EnvURL)
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		s.t.Fatal(err)
+	}
+	s.paused = true
+}
+
+// Resume continues a paused server (SIGCONT); it does nothing otherwise.
+func (s *Server) Resume() {
+	if !s.paused || s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGCONT)
+	s.paused = false
 }
 
 // Launch starts a redis-server for a whole test binary, from TestMain or an
@@ -126,7 +213,8 @@ func (s *Server) Stop() {
 	s.stop()
 }
 
-// Restart starts a stopped server again on the same address (with no data).
+// Restart starts a stopped server again on the same address and directory:
+// with no data, unless its arguments turned persistence on.
 func (s *Server) Restart() {
 	s.t.Helper()
 	if s.external {
@@ -151,6 +239,7 @@ func (s *Server) launch() error {
 		"--daemonize", "no",
 		"--loglevel", "warning",
 	)
+	cmd.Args = append(cmd.Args, s.args...)
 	if s.cluster {
 		cmd.Args = append(cmd.Args, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(s.dir, "nodes.conf"))
 	}
@@ -209,6 +298,10 @@ func (s *Server) launch() error {
 func (s *Server) stop() {
 	if s.cmd == nil {
 		return
+	}
+	if s.paused {
+		_ = s.cmd.Process.Signal(syscall.SIGCONT)
+		s.paused = false
 	}
 	_ = s.cmd.Process.Signal(os.Interrupt)
 	select {

@@ -31,7 +31,22 @@ type Options struct {
 	// burst of joins or leaves from growing the connections that readers
 	// need, and lets the command pool stay small. Default: the main client.
 	Blocking redis.UniversalClient
+	// DedupeWindow is how long a (room, sender, nonce) is remembered: a
+	// repeat within it is not stored again. Default 5 minutes.
+	DedupeWindow time.Duration
+	// AckReplicas, when positive, makes Append wait (WAIT) until that many
+	// Redis replicas have the entry, at most AckTimeout, and fail with
+	// ErrNotReplicated when fewer do. Default 0: the primary's own
+	// persistence is the promise.
+	AckReplicas int
+	// AckTimeout bounds the WAIT. Default 1s.
+	AckTimeout time.Duration
 }
+
+// ErrNotReplicated means an entry is stored on the primary but fewer
+// replicas than Options.AckReplicas confirmed it in time. Appending the same
+// nonce again waits for them again and appends nothing new.
+var ErrNotReplicated = errors.New("not confirmed by enough replicas")
 
 // Store reads and writes rooms in Redis through any go-redis universal
 // client: a single node, Sentinel or Cluster.
@@ -40,6 +55,7 @@ type Store struct {
 	block  redis.UniversalClient
 	prefix string
 	maxLen int64
+	opts   Options
 }
 
 // New returns a Store using rdb. It does not own its clients and never
@@ -54,7 +70,13 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	if opts.Blocking == nil {
 		opts.Blocking = rdb
 	}
-	return &Store{rdb: rdb, block: opts.Blocking, prefix: opts.Prefix, maxLen: opts.MaxLen}
+	if opts.DedupeWindow <= 0 {
+		opts.DedupeWindow = 5 * time.Minute
+	}
+	if opts.AckTimeout <= 0 {
+		opts.AckTimeout = time.Second
+	}
+	return &Store{rdb: rdb, block: opts.Blocking, prefix: opts.Prefix, maxLen: opts.MaxLen, opts: opts}
 }
 
 // LogKey is the stream key of a room: PREFIX:{ROOM}:log.
@@ -89,17 +111,149 @@ func (s *Store) Stat(ctx context.Context, room string) (chat.RoomStat, error) {
 	return chat.RoomStat{Length: in.Length, LastID: last}, nil
 }
 
-// Append adds e to its room's stream and returns the ID Redis gave it.
-func (s *Store) Append(ctx context.Context, e chat.Event) (chat.ID, error) {
+// SentKey is the key that remembers, for the dedupe window, the ID of the
+// entry a sender stored with a nonce: PREFIX:{ROOM}:sent:LEN:SENDER:NONCE.
+// The length of the sender keeps the two free-form parts apart.
+func (s *Store) SentKey(room, sender, nonce string) string {
+	return s.prefix + ":{" + room + "}:sent:" + strconv.Itoa(len(sender)) + ":" + sender + ":" + nonce
+}
+
+// appendScript stores an entry unless its sender already stored its nonce,
+// in one atomic step: the check, the XADD and the record of the new ID. So
+// a retry, from any replica, and an original that Redis runs late (after
+// the client gave up on it and retried) both find the first entry.
+// KEYS: stream, sent key. ARGV: maxlen, window in ms, touch (1 when the
+// caller will WAIT for replicas: a duplicate then writes the record again,
+// so that the WAIT covers the original entry too), then the entry's fields.
+var appendScript = redis.NewScript(`
+local id = redis.call('GET', KEYS[2])
+if id then
+  if ARGV[3] == '1' then redis.call('SET', KEYS[2], id, 'KEEPTTL') end
+  return {id, 1}
+end
+id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 4))
+redis.call('SET', KEYS[2], id, 'PX', ARGV[2])
+return {id, 0}
+`)
+
+// Append adds e to its room's stream and returns the ID Redis gave it. When
+// both sender and e.Nonce are set, a repeat of (room, sender, nonce) within
+// the dedupe window appends nothing and returns the first entry's ID. With
+// Options.AckReplicas it returns only once that many replicas have the
+// entry, or fails with ErrNotReplicated.
+func (s *Store) Append(ctx context.Context, e chat.Event, sender string) (chat.Ack, error) {
 	key := s.LogKey(e.Room)
-	id, err := s.rdb.XAdd(ctx, s.xaddArgs(key, e)).Result()
-	if err != nil {
-		return chat.ID{}, fmt.Errorf("xadd %s: %w", key, err)
+	dedupe := sender != "" && e.Nonce != ""
+	var cmd redis.Cmder
+	queue := func(c redis.Cmdable) {
+		if !dedupe {
+			cmd = c.XAdd(ctx, s.xaddArgs(key, e))
+			return
+		}
+		cmd = appendScript.EvalSha(ctx, c, []string{key, s.SentKey(e.Room, sender, e.Nonce)}, s.scriptArgs(e)...)
 	}
-	return chat.ParseID(id)
+	var wait *redis.Cmd
+	run := func() error {
+		if s.opts.AckReplicas <= 0 {
+			queue(s.rdb)
+			return cmd.Err()
+		}
+		// WAIT counts the replicas that have this connection's writes, so
+		// it must follow the append on the same connection: one pipeline
+		// on the node that owns the room.
+		c, err := s.nodeFor(ctx, key)
+		if err != nil {
+			return err
+		}
+		_, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			queue(p)
+			wait = p.Do(ctx, "wait", s.opts.AckReplicas, s.opts.AckTimeout.Milliseconds())
+			return nil
+		})
+		return err
+	}
+	err := run()
+	if dedupe && isNoScript(cmd.Err()) {
+		// First use on this server (or after a restart or SCRIPT FLUSH):
+		// load it into the node that owns the room, and run it again.
+		c, nerr := s.nodeFor(ctx, key)
+		if nerr != nil {
+			return chat.Ack{}, nerr
+		}
+		if lerr := appendScript.Load(ctx, c).Err(); lerr != nil {
+			return chat.Ack{}, fmt.Errorf("load append script: %w", lerr)
+		}
+		err = run()
+	}
+	if err != nil {
+		return chat.Ack{}, fmt.Errorf("xadd %s: %w", key, err)
+	}
+	var out chat.Ack
+	switch c := cmd.(type) {
+	case *redis.StringCmd:
+		out.ID, err = chat.ParseID(c.Val())
+	case *redis.Cmd:
+		out, err = parseAppended(c)
+	}
+	if err != nil {
+		return chat.Ack{}, fmt.Errorf("xadd %s: %w", key, err)
+	}
+	if wait != nil {
+		if n, werr := wait.Int64(); werr != nil || n < int64(s.opts.AckReplicas) {
+			return out, fmt.Errorf("wait %s: entry %s: %w: %d of %d within %s (%v)", key, out.ID, ErrNotReplicated, n, s.opts.AckReplicas, s.opts.AckTimeout, werr)
+		}
+	}
+	return out, nil
+}
+
+func parseAppended(c *redis.Cmd) (chat.Ack, error) {
+	res, err := c.Slice()
+	if err != nil {
+		return chat.Ack{}, err
+	}
+	if len(res) != 2 {
+		return chat.Ack{}, fmt.Errorf("append script: %d values, want 2", len(res))
+	}
+	raw, _ := res[0].(string)
+	dup, _ := res[1].(int64)
+	id, err := chat.ParseID(raw)
+	return chat.Ack{ID: id, Duplicate: dup == 1}, err
+}
+
+func (s *Store) scriptArgs(e chat.Event) []any {
+	touch := "0"
+	if s.opts.AckReplicas > 0 {
+		touch = "1"
+	}
+	values := s.fields(e)
+	args := make([]any, 0, 3+len(values))
+	args = append(args, s.maxLen, s.opts.DedupeWindow.Milliseconds(), touch)
+	return append(args, values...)
+}
+
+// nodeFor returns a client of the one node that owns key: in Redis Cluster
+// the primary of its slot, otherwise the client itself.
+func (s *Store) nodeFor(ctx context.Context, key string) (redis.Cmdable, error) {
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+		c, err := cc.MasterForKey(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("node for %s: %w", key, err)
+		}
+		return c, nil
+	}
+	return s.rdb, nil
+}
+
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
 }
 
 func (s *Store) xaddArgs(key string, e chat.Event) *redis.XAddArgs {
+	return &redis.XAddArgs{Stream: key, MaxLen: s.maxLen, Approx: true, Values: s.fields(e)}
+}
+
+// fields are an entry's stream fields, in XADD's order: name, value, ...
+func (s *Store) fields(e chat.Event) []any {
 	values := make([]any, 0, 8+2*len(e.Attrs))
 	values = append(values, fieldType, string(e.Kind), fieldFrom, e.From)
 	if e.Text != "" {
@@ -111,7 +265,7 @@ func (s *Store) xaddArgs(key string, e chat.Event) *redis.XAddArgs {
 	for k, v := range e.Attrs {
 		values = append(values, attrPrefix+k, v)
 	}
-	return &redis.XAddArgs{Stream: key, MaxLen: s.maxLen, Approx: true, Values: values}
+	return values
 }
 
 // historyPage is how many entries one XREVRANGE of the replay read fetches;

@@ -25,11 +25,11 @@ func appendN(t *testing.T, s *Store, room string, kind chat.Kind, n int) []chat.
 	t.Helper()
 	ids := make([]chat.ID, n)
 	for i := range ids {
-		id, err := s.Append(context.Background(), chat.Event{Room: room, Kind: kind, From: "ann", Text: fmt.Sprint("m", i)})
+		ack, err := s.Append(context.Background(), chat.Event{Room: room, Kind: kind, From: "ann", Text: fmt.Sprint("m", i)}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids[i] = id
+		ids[i] = ack.ID
 	}
 	return ids
 }
@@ -256,7 +256,8 @@ func TestAttrsRoundTrip(t *testing.T) {
 	s, _ := newStore(t, 2000)
 	ctx := context.Background()
 	attrs := map[string]string{"name": "cat.png", "size": "12345", "url": "/files/r/x"}
-	id, err := s.Append(ctx, chat.Event{Room: "r", Kind: "file", From: "ann", Nonce: "n", Attrs: attrs})
+	ack, err := s.Append(ctx, chat.Event{Room: "r", Kind: "file", From: "ann", Nonce: "n", Attrs: attrs}, "c:ann")
+	id := ack.ID
 	if err != nil {
 		t.Fatal(err)
 	}
