@@ -54,7 +54,8 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg, version)
-	st := store.New(rdb, store.Options{MaxLen: cfg.StreamMaxlen, Blocking: blocking})
+	st := store.New(rdb, store.Options{MaxLen: cfg.StreamMaxlen, Blocking: blocking, DedupeWindow: cfg.DedupeWindow,
+		AckReplicas: cfg.AckWaitReplicas, AckTimeout: cfg.AckWaitTimeout})
 	h := hub.New(st, log, hub.Options{Direct: cfg.TailMode == config.TailDirect, History: cfg.History, Metrics: m})
 	defer h.Close()
 	gw := gateway.New(gateway.FromHub(h), st, web.Handler(), log, gateway.Options{
@@ -64,6 +65,8 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		Rate:           cfg.Rate,
 		Burst:          cfg.Burst,
 		AllowedOrigins: cfg.AllowedOrigins,
+		AllowedHosts:   cfg.AllowedHosts,
+		StoreTimeout:   cfg.StoreTimeout,
 		TrustedProxies: cfg.Proxies(),
 		PingInterval:   cfg.PingInterval,
 		Metrics:        m,
@@ -77,7 +80,14 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	srv := &http.Server{
 		Handler:           gw.Handler(),
 		ReadHeaderTimeout: 10 * time.Second, // slow-header clients must not hold sockets
-		ErrorLog:          zap.NewStdLog(log.Named("http")),
+		// Plain requests only: the upgrade hijacks the socket, which clears
+		// its deadlines, and the websocket has its own pings and write
+		// timeout. Without IdleTimeout an idle keep-alive socket is held
+		// for ever.
+		ReadTimeout:  cfg.HTTPReadTimeout,
+		WriteTimeout: cfg.HTTPWriteTimeout,
+		IdleTimeout:  cfg.HTTPIdleTimeout,
+		ErrorLog:     zap.NewStdLog(log.Named("http")),
 	}
 	if cfg.DebugAddr != "" {
 		// Before "listening": once that is logged, every listener is up.

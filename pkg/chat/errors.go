@@ -14,6 +14,7 @@ const (
 	CodeRateLimited Code = "rate_limited"
 	CodeUnavailable Code = "unavailable"
 	CodeInternal    Code = "internal"
+	CodeForbidden   Code = "forbidden"
 )
 
 // Error is a failure that is reported to the client as an error event. Its

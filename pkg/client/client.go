@@ -5,7 +5,16 @@
 // exponential backoff and jitter and resumes with since = the last entry it
 // delivered, dropping anything at or before it, so the caller sees each
 // stream entry at most once and, while the stream still holds them, exactly
-// once.
+// once. When the server cannot resume (a hello with Resumed false: the
+// client fell too far behind, or Redis lost entries it had seen), the view
+// starts over: the replay that follows is delivered in full, each entry
+// marked Replay, and the caller should rebuild what it shows from it.
+//
+// Every Conn has a client key (Options.ClientKey, or a random one), sent at
+// each handshake, which scopes the nonces of its messages on the server. A
+// Send cut off by a drop is written again, with the same nonce, once the
+// connection is back; the server stores it once and acknowledges both with
+// the same ID.
 package client
 
 import (
@@ -39,6 +48,9 @@ type Event struct {
 	Text   string `json:"text,omitempty"`
 	Nonce  string `json:"nonce,omitempty"`
 	Replay bool   `json:"replay,omitempty"`
+
+	// ack: the nonce had been stored before; ID is the first entry's.
+	Duplicate bool `json:"duplicate,omitempty"`
 
 	// hello
 	You     string  `json:"you,omitempty"`
@@ -75,9 +87,9 @@ type ServerError struct {
 
 func (e *ServerError) Error() string { return "server: " + e.Code + ": " + e.Message }
 
-// ErrDisconnected is returned by Send when the connection dropped before the
-// server acknowledged the message; it may or may not have been stored (the
-// stream will tell).
+// ErrDisconnected is returned by Send, without Options.Reconnect, when the
+// connection dropped before the server acknowledged the message; it may or
+// may not have been stored (the stream will tell).
 var ErrDisconnected = errors.New("disconnected before the ack")
 
 // ErrClosed is returned by Send after Close.
@@ -103,11 +115,17 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the delay between reconnect attempts,
 	// which doubles from MinBackoff with full jitter. Defaults 250ms, 30s.
 	MinBackoff, MaxBackoff time.Duration
+	// ClientKey names this client to the server across reconnects (16–64
+	// characters of [A-Za-z0-9_-]); the server stores a nonce once per
+	// client key. Default: a random key per Dial. Keep one across process
+	// restarts to have resends after a restart deduplicated too.
+	ClientKey string
 }
 
 // Conn is a connection to a gateway's room.
 type Conn struct {
 	base   *url.URL
+	key    string
 	opts   Options
 	events chan Event
 	done   chan struct{}
@@ -144,8 +162,18 @@ func Dial(ctx context.Context, rawURL string, opts *Options) (*Conn, *http.Respo
 	if err != nil {
 		return nil, nil, fmt.Errorf("dial: %w", err)
 	}
+	q := base.Query()
+	switch {
+	case q.Get("client") != "":
+		o.ClientKey = q.Get("client")
+	case o.ClientKey == "":
+		o.ClientKey = newKey()
+	}
+	q.Set("client", o.ClientKey)
+	base.RawQuery = q.Encode()
 	c := &Conn{
 		base:    base,
+		key:     o.ClientKey,
 		opts:    o,
 		done:    make(chan struct{}),
 		stop:    make(chan struct{}),
@@ -201,6 +229,9 @@ func (c *Conn) Err() error {
 	defer c.mu.Unlock()
 	return c.err
 }
+
+// ClientKey is the key this connection sends at every handshake.
+func (c *Conn) ClientKey() string { return c.key }
 
 // LastID is the id of the newest stream entry delivered (or the ready
 // cursor before any), the point a reconnect resumes from.
@@ -327,6 +358,10 @@ func (c *Conn) accept(ws *websocket.Conn, ev Event) bool {
 			return false // already delivered before a reconnect
 		}
 		c.last, c.hasLast = id, true
+	case ev.Type == "hello" && !ev.Resumed:
+		// A fresh view: deliver the whole replay, even entries at or
+		// before the last one delivered.
+		c.hasLast = false
 	case ev.Type == "ready":
 		if !c.hasLast {
 			if id, err := chat.ParseID(ev.Cursor); err == nil {
@@ -344,19 +379,62 @@ func (c *Conn) accept(ws *websocket.Conn, ev Event) bool {
 }
 
 // Send posts text and waits until the server has stored it, returning the
-// stream ID. A rejection is a *ServerError; a drop before the ack is
-// ErrDisconnected. While reconnecting, Send waits for the connection to be
-// ready again (or ctx).
+// stream ID. A rejection is a *ServerError. While reconnecting, Send waits
+// for the connection to be ready again (or ctx); with Options.Reconnect a
+// drop before the ack makes it send again, with the same nonce, once the
+// next connection is ready, and the server stores the message once;
+// without, the drop is ErrDisconnected.
 func (c *Conn) Send(ctx context.Context, text string) (string, error) {
-	nonce := newNonce()
+	ack, err := c.SendNonce(ctx, NewNonce(), text)
+	return ack.ID, err
+}
+
+// Ack is the outcome of a SendNonce.
+type Ack struct {
+	ID string // the stored entry's stream ID
+	// Duplicate: the server had stored this nonce before (an earlier
+	// attempt whose ack was lost); ID is that entry's.
+	Duplicate bool
+	// Resent counts the times the message was written again after a drop.
+	Resent int
+}
+
+// SendNonce is Send with the caller's nonce, for a caller that retries
+// itself: sending the same nonce again, on any connection with the same
+// client key, within the server's dedupe window, stores nothing new and
+// acknowledges the first entry's ID. A *ServerError with code
+// "unavailable" is worth retrying with the same nonce.
+func (c *Conn) SendNonce(ctx context.Context, nonce, text string) (Ack, error) {
 	frame, _ := json.Marshal(map[string]string{"type": "message", "text": text, "nonce": nonce})
+	var ack Ack
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			ack.Resent++
+		}
+		ev, err := c.exchange(ctx, nonce, frame)
+		switch {
+		case errors.Is(err, ErrDisconnected) && c.opts.Reconnect:
+			continue // written again once the next connection is ready
+		case err != nil:
+			return ack, err
+		case ev.Type == "ack":
+			ack.ID, ack.Duplicate = ev.ID, ev.Duplicate
+			return ack, nil
+		}
+		return ack, &ServerError{Code: ev.Code, Message: ev.Message}
+	}
+}
+
+// exchange writes frame on the current ready connection and waits for the
+// ack or error carrying nonce; a drop first is ErrDisconnected.
+func (c *Conn) exchange(ctx context.Context, nonce string, frame []byte) (Event, error) {
 	ch := make(chan Event, 1)
 	var ws *websocket.Conn
 	for ws == nil {
 		c.mu.Lock()
 		if c.closed {
 			c.mu.Unlock()
-			return "", ErrClosed
+			return Event{}, ErrClosed
 		}
 		ready := c.ready
 		if c.ws != nil && isClosed(ready) {
@@ -370,32 +448,36 @@ func (c *Conn) Send(ctx context.Context, text string) (string, error) {
 		select {
 		case <-ready:
 		case <-c.done:
-			return "", ErrClosed
+			return Event{}, ErrClosed
 		case <-ctx.Done():
-			return "", ctx.Err()
+			return Event{}, ctx.Err()
 		}
 	}
-	if err := ws.Write(ctx, websocket.MessageText, frame); err != nil {
+	forget := func() {
 		c.mu.Lock()
-		delete(c.pending, nonce)
+		if c.pending[nonce] == ch {
+			delete(c.pending, nonce)
+		}
 		c.mu.Unlock()
+	}
+	if err := ws.Write(ctx, websocket.MessageText, frame); err != nil {
+		forget()
+		if ctx.Err() != nil {
+			return Event{}, ctx.Err()
+		}
 		// The connection broke under the write: a drop before the ack.
-		return "", fmt.Errorf("%w: %v", ErrDisconnected, err)
+		c.lost(ws)
+		return Event{}, fmt.Errorf("%w: %v", ErrDisconnected, err)
 	}
 	select {
 	case ev := <-ch:
-		switch {
-		case ev.Type == "ack":
-			return ev.ID, nil
-		case ev.Code == "disconnected":
-			return "", ErrDisconnected
+		if ev.Code == "disconnected" {
+			return Event{}, ErrDisconnected
 		}
-		return "", &ServerError{Code: ev.Code, Message: ev.Message}
+		return ev, nil
 	case <-ctx.Done():
-		c.mu.Lock()
-		delete(c.pending, nonce)
-		c.mu.Unlock()
-		return "", ctx.Err()
+		forget()
+		return Event{}, ctx.Err()
 	}
 }
 
@@ -486,8 +568,15 @@ func isClosed(ch chan struct{}) bool {
 	}
 }
 
-func newNonce() string {
+// NewNonce returns a random nonce (16 hex digits).
+func NewNonce() string {
 	b := make([]byte, 8)
+	_, _ = crand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func newKey() string {
+	b := make([]byte, 16)
 	_, _ = crand.Read(b)
 	return hex.EncodeToString(b)
 }

@@ -34,21 +34,34 @@ type Config struct {
 	RedisURL string `split_words:"true"` // empty: embedded in-memory Redis
 	// RedisSentinelMaster, when set, makes RedisURL the list of Sentinels
 	// and names the master they watch.
-	RedisSentinelMaster string        `split_words:"true"`
-	ReplicaID           string        `split_words:"true"` // empty: hostname + random suffix
-	StreamMaxlen        int64         `split_words:"true" default:"2000"`
-	History             int           `split_words:"true" default:"50"`
-	MaxText             int           `split_words:"true" default:"4000"`
-	MaxFrame            int64         `split_words:"true" default:"65536"`
-	Rate                float64       `split_words:"true" default:"5"`
-	Burst               int           `split_words:"true" default:"10"`
-	TailMode            string        `split_words:"true" default:"shared"`
-	AllowedOrigins      []string      `split_words:"true"`
-	TrustedProxies      []string      `split_words:"true"` // CIDRs whose X-Forwarded-For is believed
-	PingInterval        time.Duration `split_words:"true" default:"25s"`
-	ShutdownGrace       time.Duration `split_words:"true" default:"10s"`
-	LogLevel            string        `split_words:"true" default:"info"`
-	LogFormat           string        `split_words:"true" default:"json"`
+	RedisSentinelMaster string   `split_words:"true"`
+	ReplicaID           string   `split_words:"true"` // empty: hostname + random suffix
+	StreamMaxlen        int64    `split_words:"true" default:"2000"`
+	History             int      `split_words:"true" default:"50"`
+	MaxText             int      `split_words:"true" default:"4000"`
+	MaxFrame            int64    `split_words:"true" default:"65536"`
+	Rate                float64  `split_words:"true" default:"5"`
+	Burst               int      `split_words:"true" default:"10"`
+	TailMode            string   `split_words:"true" default:"shared"`
+	AllowedOrigins      []string `split_words:"true"`
+	// AllowedHosts, when set, are the only Host names served (DNS rebinding).
+	AllowedHosts   []string      `split_words:"true"`
+	TrustedProxies []string      `split_words:"true"` // CIDRs whose X-Forwarded-For is believed
+	PingInterval   time.Duration `split_words:"true" default:"25s"`
+	ShutdownGrace  time.Duration `split_words:"true" default:"10s"`
+	// HTTP timeouts of plain requests; a websocket is past them once upgraded.
+	HTTPReadTimeout  time.Duration `envconfig:"HTTP_READ_TIMEOUT" default:"15s"`
+	HTTPWriteTimeout time.Duration `envconfig:"HTTP_WRITE_TIMEOUT" default:"30s"`
+	HTTPIdleTimeout  time.Duration `envconfig:"HTTP_IDLE_TIMEOUT" default:"60s"`
+	// StoreTimeout bounds each Redis call made for a client.
+	StoreTimeout time.Duration `split_words:"true" default:"5s"`
+	// DedupeWindow is how long a sent nonce is remembered.
+	DedupeWindow time.Duration `split_words:"true" default:"5m"`
+	// AckWaitReplicas > 0: WAIT for that many Redis replicas before an ack.
+	AckWaitReplicas int           `split_words:"true" default:"0"`
+	AckWaitTimeout  time.Duration `split_words:"true" default:"1s"`
+	LogLevel        string        `split_words:"true" default:"info"`
+	LogFormat       string        `split_words:"true" default:"json"`
 	// DebugAddr, when set, serves Go's profiler (/debug/pprof/) on its own
 	// listener, never on Addr.
 	DebugAddr string `split_words:"true"`
@@ -112,6 +125,22 @@ func (c Config) Validate() error {
 		return bad("PING_INTERVAL", "must be at least 100ms")
 	case c.ShutdownGrace < 0:
 		return bad("SHUTDOWN_GRACE", "must not be negative")
+	case c.HTTPReadTimeout < time.Second:
+		return bad("HTTP_READ_TIMEOUT", "must be at least 1s")
+	case c.HTTPWriteTimeout < time.Second:
+		return bad("HTTP_WRITE_TIMEOUT", "must be at least 1s")
+	case c.HTTPIdleTimeout < 100*time.Millisecond:
+		return bad("HTTP_IDLE_TIMEOUT", "must be at least 100ms")
+	case c.StoreTimeout < 10*time.Millisecond:
+		return bad("STORE_TIMEOUT", "must be at least 10ms")
+	case c.DedupeWindow < time.Second:
+		return bad("DEDUPE_WINDOW", "must be at least 1s")
+	case c.AckWaitReplicas < 0:
+		return bad("ACK_WAIT_REPLICAS", "must not be negative")
+	case c.AckWaitReplicas > 0 && c.RedisURL == "":
+		return bad("ACK_WAIT_REPLICAS", "needs CHAT_REDIS_URL: the embedded Redis has no replicas")
+	case c.AckWaitTimeout < time.Millisecond:
+		return bad("ACK_WAIT_TIMEOUT", "must be at least 1ms")
 	case c.LogFormat != "json" && c.LogFormat != "console":
 		return bad("LOG_FORMAT", `must be "json" or "console"`)
 	}

@@ -20,6 +20,7 @@ var (
 	errJoin     = errors.New("join failed")
 	errBinary   = errors.New("binary frames are not supported")
 	errCommand  = errors.New("command not handled")
+	errHost     = errors.New("host not allowed")
 )
 
 // refusal is a handshake that cannot go on (bad room, bad name, and, to
@@ -87,6 +88,11 @@ var table = []row{
 		event:  &chat.Error{Code: chat.CodeUnavailable, Message: "the room is unavailable; try again"},
 		action: closeWith, close: websocket.StatusTryAgainLater, reason: "unavailable; try again",
 		status: http.StatusServiceUnavailable, metric: metrics.ReasonJoinError, level: zapcore.WarnLevel})},
+	// A request for a host name this server does not serve: a page on
+	// another site whose DNS name was rebound to this server.
+	{"host not allowed", is(errHost), fixed(outcome{
+		event:  &chat.Error{Code: chat.CodeForbidden, Message: "this server does not answer to that host name"},
+		action: drop, status: http.StatusMisdirectedRequest, metric: metrics.ReasonRefused, level: zapcore.InfoLevel})},
 	{"storage unavailable", is(hub.ErrUnavailable), fixed(outcome{
 		event:  &chat.Error{Code: chat.CodeUnavailable, Message: "the message store is unavailable; try again"},
 		action: keepOpen, status: http.StatusServiceUnavailable, metric: metrics.ReasonError, level: zapcore.DebugLevel})},
@@ -146,6 +152,8 @@ func httpStatus(code chat.Code) int {
 		return http.StatusServiceUnavailable
 	case chat.CodeInternal:
 		return http.StatusInternalServerError
+	case chat.CodeForbidden:
+		return http.StatusForbidden
 	}
 	return http.StatusBadRequest
 }

@@ -35,6 +35,7 @@ func TestErrorTable(t *testing.T) {
 		{"binary frame", errBinary, chat.CodeBadRequest, keepOpen, 0, http.StatusUnsupportedMediaType, metrics.ReasonError},
 		{"unknown command", fmt.Errorf("%w: x", errCommand), chat.CodeBadRequest, keepOpen, 0, http.StatusBadRequest, metrics.ReasonError},
 		{"join failed", errJoin, chat.CodeUnavailable, closeWith, websocket.StatusTryAgainLater, http.StatusServiceUnavailable, metrics.ReasonJoinError},
+		{"host not allowed", fmt.Errorf("%w: evil.example", errHost), chat.CodeForbidden, drop, 0, http.StatusMisdirectedRequest, metrics.ReasonRefused},
 		{"storage unavailable", fmt.Errorf("post: %w: %w", hub.ErrUnavailable, io.EOF), chat.CodeUnavailable, keepOpen, 0, http.StatusServiceUnavailable, metrics.ReasonError},
 		{"shutting down", errShutdown, "", closeWith, websocket.StatusGoingAway, http.StatusServiceUnavailable, metrics.ReasonShutdown},
 		{"shutting down", hub.ErrClosed, "", closeWith, websocket.StatusGoingAway, http.StatusServiceUnavailable, metrics.ReasonShutdown},

@@ -86,6 +86,10 @@ type Options struct {
 	// e.g. "*.example.com") accepted on the handshake besides the request's
 	// own host.
 	AllowedOrigins []string
+	// AllowedHosts, when set, are the host names (path.Match patterns)
+	// this server answers to; any other Host gets 421, the defence against
+	// DNS rebinding. Default: any host.
+	AllowedHosts []string
 	// PingInterval is how often the server pings each client; a client
 	// that does not answer within the interval is dropped. Default 25s.
 	PingInterval time.Duration

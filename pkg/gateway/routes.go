@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"path"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -33,7 +36,43 @@ func (s *Server) Handler() http.Handler {
 	if s.web != nil {
 		mux.Handle("/", s.web)
 	}
-	return mux
+	if len(s.opts.AllowedHosts) == 0 {
+		return mux
+	}
+	return s.checkHost(mux)
+}
+
+// checkHost refuses, with 421, every request whose Host is not one of
+// AllowedHosts, before any route sees it. The Origin check alone cannot
+// stop DNS rebinding: a page on evil.example whose name now points at this
+// server sends Origin http://evil.example and Host evil.example, which
+// match. Probes (/healthz, /readyz) are answered whatever the Host, since
+// load balancers and the kubelet address replicas by IP.
+func (s *Server) checkHost(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || hostAllowed(r.Host, s.opts.AllowedHosts) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		s.apiError(w, r, fmt.Errorf("%w: %q", errHost, r.Host))
+	})
+}
+
+// hostAllowed reports whether the request's Host, without its port and
+// case-folded, matches one of the patterns (path.Match syntax, e.g.
+// "chat.example.com" or "*.example.com").
+func hostAllowed(hostport string, patterns []string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	for _, p := range patterns {
+		if ok, err := path.Match(strings.ToLower(p), host); err == nil && ok {
+			return true
+		}
+	}
+	return false
 }
 
 // serveReady answers 200 only when this replica should get traffic: not

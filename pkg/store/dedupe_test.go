@@ -231,3 +231,26 @@ func TestAppendDedupeEmbedded(t *testing.T) {
 		t.Fatalf("stream: %+v %v", recent, err)
 	}
 }
+
+// A cursor naming an entry the stream has not got, lost in a crash, is a
+// gap even when newer entries follow it: what came before it is unknown.
+func TestAfterCursorNotInStream(t *testing.T) {
+	s, rdb := newStore(t, 2000)
+	ctx := context.Background()
+	// Redis saw 1-1, 2-1 (lost with the last second of the AOF), then after
+	// its restart 3-1: the stream holds 1-1 and 3-1 and no trace of 2-1.
+	for _, id := range []string{"1-1", "3-1"} {
+		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.LogKey("r"), ID: id, Values: []any{"type", "message", "from", "w", "text", id}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := s.After(ctx, "r", chat.ID{Ms: 2, Seq: 1}, 10); !errors.Is(err, chat.ErrGap) {
+		t.Fatalf("After(2-1), an ID the stream lost: %v, want ErrGap", err)
+	}
+	if ev, _, err := s.After(ctx, "r", chat.ID{Ms: 1, Seq: 1}, 10); err != nil || len(ev) != 1 || ev[0].ID != (chat.ID{Ms: 3, Seq: 1}) {
+		t.Fatalf("After(1-1): %+v, %v", ev, err)
+	}
+	if ev, _, err := s.After(ctx, "r", chat.ID{}, 10); err != nil || len(ev) != 2 {
+		t.Fatalf("After(0-0): %+v, %v", ev, err)
+	}
+}

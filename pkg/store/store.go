@@ -375,6 +375,15 @@ func (s *Store) continuous(in redis.XInfoStream, last, after chat.ID, exists boo
 	if err != nil || after.Less(maxDeleted) {
 		return false // an entry after the ID was deleted
 	}
+	if !exists && !after.IsZero() && after != maxDeleted {
+		// The cursor names an entry the stream has not got, and no trim
+		// or delete took it (those are caught here and below): Redis lost
+		// it, restarting from an older snapshot or AOF. What the client
+		// saw after that point is gone; entries appended since the
+		// restart may already follow it, so only the cursor's own entry
+		// tells.
+		return false
+	}
 	removed := in.EntriesAdded - in.Length // trimmed plus deleted
 	if removed == 0 {
 		return true

@@ -5,6 +5,9 @@ import { RoomConnection, isEntry } from "./conn.js";
 const $ = (id) => document.getElementById(id);
 const GROUP_GAP_MS = 5 * 60 * 1000;
 const RECENT_MAX = 6;
+// A send the server could not store ("unavailable") is tried again, with
+// the same nonce, after 1, 2, 4, 8 and 16 s, then offered to retry by hand.
+const UNAVAILABLE_RETRIES = 5;
 
 const ui = {
   messages: $("messages"), online: $("online"), onlineCount: $("online-count"),
@@ -18,7 +21,7 @@ let maxText = 4000;
 let replaying = false;
 let presenceLive = false; // join/leave count only after our own join
 const online = new Map(); // name -> connections
-const pending = new Map(); // nonce -> { li, text }
+const pending = new Map(); // nonce -> { li, text, acked, sentOn, retries }
 const shown = new Set(); // stream ids already on the page
 let unseen = 0;
 
@@ -218,7 +221,11 @@ function onEvent(ev) {
     }
     case "error": {
       const p = ev.nonce ? pending.get(ev.nonce) : null;
-      if (p) fail(ev.nonce, p, ev.message);
+      if (p && ev.code === "unavailable" && p.retries < UNAVAILABLE_RETRIES) {
+        const nonce = ev.nonce;
+        const delay = 1000 * 2 ** p.retries++;
+        setTimeout(() => { if (pending.get(nonce) === p) conn.send(p.text, nonce); }, delay);
+      } else if (p) fail(ev.nonce, p, ev.message);
       else notice(`⚠ ${ev.message}`);
       break;
     }
@@ -239,6 +246,7 @@ function fail(nonce, p, why) {
       b.remove();
       p.li.classList.remove("failed");
       p.li.classList.add("pending");
+      p.retries = 0;
       conn.send(p.text, nonce);
     });
     p.li.querySelector(".meta").append(b);
@@ -259,13 +267,13 @@ function resendUnacknowledged() {
 // ---------- actions ----------
 
 function sendText(text) {
-  const nonce = crypto.randomUUID();
+  const nonce = randomId();
   const li = messageItem(me, text, null, false);
   li.classList.add("pending");
   li.dataset.nonce = nonce;
   ui.messages.append(li); // your own message always scrolls into view
   ui.messages.scrollTop = ui.messages.scrollHeight;
-  pending.set(nonce, { li, text, acked: false, sentOn: conn.live ? conn.ws : null });
+  pending.set(nonce, { li, text, acked: false, sentOn: conn.live ? conn.ws : null, retries: 0 });
   conn.send(text, nonce);
 }
 
@@ -306,9 +314,26 @@ function join(room) {
   ui.roomTitle.textContent = `#${room}`;
   document.title = `#${room} · streamchat`;
   rememberRoom(room);
-  conn = new RoomConnection({ room, name: me, onEvent, onStatus: setStatus });
+  conn = new RoomConnection({ room, name: me, clientKey: clientKey(), onEvent, onStatus: setStatus });
   conn.start();
   ui.text.focus();
+}
+
+// randomId is 32 random hex digits. (crypto.randomUUID exists only on
+// https and localhost pages; getRandomValues everywhere.)
+function randomId() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// clientKey is this browser's key, kept in localStorage: the server stores
+// each nonce once per key, so resends are never doubled, even after a reload.
+function clientKey() {
+  let key = localStorage.getItem("clientKey");
+  if (!/^[A-Za-z0-9_-]{16,64}$/.test(key || "")) {
+    key = randomId();
+    localStorage.setItem("clientKey", key);
+  }
+  return key;
 }
 
 function roomFromHash() {

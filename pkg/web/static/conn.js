@@ -8,9 +8,13 @@ const BACKOFF_CAP_MS = 30000;
 export class RoomConnection {
   // onEvent(ev) gets every server frame; onStatus(state, detail) gets
   // "connecting" | "live" | "reconnecting" (detail: seconds left) | "offline" (detail: why).
-  constructor({ room, name, onEvent, onStatus }) {
+  // clientKey names this browser across reconnects and reloads: the server
+  // stores each of its nonces once, so a message resent after a drop is
+  // not doubled.
+  constructor({ room, name, clientKey, onEvent, onStatus }) {
     this.room = room;
     this.name = name;
+    this.clientKey = clientKey;
     this.onEvent = onEvent;
     this.onStatus = onStatus;
     this.lastId = "";
@@ -56,6 +60,7 @@ export class RoomConnection {
     clearInterval(this.countdown);
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     const q = new URLSearchParams({ room: this.room, name: this.name });
+    if (this.clientKey) q.set("client", this.clientKey);
     if (this.lastId) q.set("since", this.lastId);
     this.onStatus(this.attempt ? "reconnecting" : "connecting", 0);
     const ws = new WebSocket(`${proto}//${location.host}/ws?${q}`);
