@@ -30,9 +30,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
-	if len(os.Args) > 1 && os.Args[1] == "suite" {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == "suite":
 		err = suiteMain(ctx, os.Args[2:], os.Stdout, os.Stderr)
-	} else {
+	case len(os.Args) > 1 && os.Args[1] == "chaos":
+		err = chaosMain(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	default:
 		err = loadMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	}
 	if err != nil {

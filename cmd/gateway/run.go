@@ -67,6 +67,7 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		AllowedOrigins: cfg.AllowedOrigins,
 		AllowedHosts:   cfg.AllowedHosts,
 		StoreTimeout:   cfg.StoreTimeout,
+		WriteTimeout:   cfg.WriteTimeout,
 		TrustedProxies: cfg.Proxies(),
 		PingInterval:   cfg.PingInterval,
 		Metrics:        m,

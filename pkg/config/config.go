@@ -53,6 +53,9 @@ type Config struct {
 	HTTPReadTimeout  time.Duration `envconfig:"HTTP_READ_TIMEOUT" default:"15s"`
 	HTTPWriteTimeout time.Duration `envconfig:"HTTP_WRITE_TIMEOUT" default:"30s"`
 	HTTPIdleTimeout  time.Duration `envconfig:"HTTP_IDLE_TIMEOUT" default:"60s"`
+	// WriteTimeout bounds each websocket write: a client that stops
+	// reading is dropped after it.
+	WriteTimeout time.Duration `split_words:"true" default:"10s"`
 	// StoreTimeout bounds each Redis call made for a client.
 	StoreTimeout time.Duration `split_words:"true" default:"5s"`
 	// DedupeWindow is how long a sent nonce is remembered.
@@ -131,6 +134,8 @@ func (c Config) Validate() error {
 		return bad("HTTP_WRITE_TIMEOUT", "must be at least 1s")
 	case c.HTTPIdleTimeout < 100*time.Millisecond:
 		return bad("HTTP_IDLE_TIMEOUT", "must be at least 100ms")
+	case c.WriteTimeout < 100*time.Millisecond:
+		return bad("WRITE_TIMEOUT", "must be at least 100ms")
 	case c.StoreTimeout < 10*time.Millisecond:
 		return bad("STORE_TIMEOUT", "must be at least 10ms")
 	case c.DedupeWindow < time.Second:
