@@ -1,9 +1,9 @@
 # streamchat developer targets. `make test` is what CI runs.
 GO ?= go
 
-.PHONY: test fmt-check vet unit deploy-test fuzz run bench bench-conns bench-micro screenshot build
+.PHONY: test fmt-check vet unit deploy-test fuzz chaos abuse run bench bench-conns bench-micro screenshot build
 
-test: fmt-check vet unit deploy-test fuzz
+test: fmt-check vet unit deploy-test fuzz chaos abuse
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -26,6 +26,22 @@ deploy-test:
 # of its seed corpus (the seeds also run as part of `unit`).
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 10s ./pkg/chat
+
+# The fault run (docs/reliability.md): a redis-server with the append-only
+# file, three replicas behind a load balancer, reconnecting clients; rolling
+# restarts, crashes and stalls of replicas and of Redis, one at a time with
+# traffic flowing. Fails on any acknowledged send lost, duplicate or
+# reordering. The short form runs in `make test`; CHAOS_FLAGS=-full for
+# the full one.
+chaos: build
+	bin/chatload chaos $(CHAOS_FLAGS)
+
+# The abuse run: garbage, huge and half frames, floods, handshake bursts,
+# deaf and idle sockets beside checked normal traffic. Fails if a replica
+# dies, normal traffic is not exact, or descriptors and memory do not come
+# back down. ABUSE_FLAGS=-full for 90 s of abuse.
+abuse: build
+	bin/chatload abuse $(ABUSE_FLAGS)
 
 run:
 	$(GO) run ./cmd/gateway

@@ -741,4 +741,3 @@ func waitGroupTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 		return false
 	}
 }
-

@@ -35,6 +35,8 @@ func main() {
 		err = suiteMain(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	case len(os.Args) > 1 && os.Args[1] == "chaos":
 		err = chaosMain(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	case len(os.Args) > 1 && os.Args[1] == "abuse":
+		err = abuseMain(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	default:
 		err = loadMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	}
