@@ -41,6 +41,7 @@ func suiteMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	conns := fs.String("conns", "", "instead: idle connection steps on one replica, e.g. 10000,25000,50000")
 	src := fs.String("src", "127.0.0.2-127.0.0.50", "source addresses for the clients")
 	jsonDir := fs.String("json", "", "write each run's result as JSON into this directory")
+	redisArgs := fs.String("redis-args", "", `extra redis-server arguments, e.g. "--appendonly yes --appendfsync always"`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -69,7 +70,7 @@ func suiteMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		for _, rate := range rateList {
 			// A fresh Redis and fresh replicas per run, so memory and
 			// connection counts are this run's alone.
-			env, err := startEnv(ctx, *redisBin, *gatewayBin, *replicas, mode, stderr)
+			env, err := startEnv(ctx, *redisBin, *gatewayBin, *replicas, mode, stderr, strings.Fields(*redisArgs)...)
 			if err != nil {
 				return err
 			}
@@ -173,7 +174,7 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func startEnv(ctx context.Context, redisBin, gatewayBin string, replicas int, mode string, logw io.Writer) (*env, error) {
+func startEnv(ctx context.Context, redisBin, gatewayBin string, replicas int, mode string, logw io.Writer, redisArgs ...string) (*env, error) {
 	e := &env{}
 	var err error
 	if e.dir, err = os.MkdirTemp("", "chatload"); err != nil {
@@ -185,6 +186,7 @@ func startEnv(ctx context.Context, redisBin, gatewayBin string, replicas int, mo
 	}
 	rcmd := exec.Command(redisBin, "--port", strconv.Itoa(rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", e.dir, "--maxclients", "20000", "--loglevel", "warning")
+	rcmd.Args = append(rcmd.Args, redisArgs...)
 	// Its own log goes to a file beside its data, not into the table;
 	// it is printed only when the server does not start.
 	rlog, err := os.Create(filepath.Join(e.dir, "redis.log"))
