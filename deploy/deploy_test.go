@@ -70,7 +70,7 @@ func TestCompose(t *testing.T) {
 	if redis.Name == "" || gateway.Name == "" || lb.Name == "" {
 		t.Fatalf("services: %v", p.ServiceNames())
 	}
-	if !strings.HasPrefix(redis.Image, "redis:7") || !strings.Contains(strings.Join(redis.Command, " "), "--appendonly yes") || len(redis.Volumes) == 0 {
+	if !strings.HasPrefix(redis.Image, "redis:7") || !strings.Contains(strings.Join(redis.Command, " "), "--appendonly yes --appendfsync always") || len(redis.Volumes) == 0 {
 		t.Errorf("redis: image %q command %v volumes %v", redis.Image, redis.Command, redis.Volumes)
 	}
 	if redis.HealthCheck == nil || !strings.Contains(strings.Join(redis.HealthCheck.Test, " "), "redis-cli ping") {
@@ -276,8 +276,8 @@ func TestKustomize(t *testing.T) {
 		t.Fatalf("dev overlay resources: %v", keys(dev))
 	}
 	rs := dev["StatefulSet/streamchat-redis"]
-	if args := field(t, rs, "spec", "template", "spec", "containers", "[name=redis]", "args"); !strings.Contains(args, "--appendonly") {
-		t.Errorf("redis args %q: want an append-only file", args)
+	if args := field(t, rs, "spec", "template", "spec", "containers", "[name=redis]", "args"); !strings.Contains(args, "--appendonly") || !strings.Contains(args, "always") {
+		t.Errorf("redis args %q: want an append-only file fsynced on every write", args)
 	}
 	if field(t, rs, "spec", "volumeClaimTemplates") == "" {
 		t.Error("redis StatefulSet has no volume claim")

@@ -22,8 +22,6 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/redis/go-redis/v9"
-
-	"github.com/streamchat/streamchat/pkg/client"
 )
 
 // The abuse run (make abuse): normal rooms with checked traffic on two
@@ -148,13 +146,7 @@ func runAbuse(ctx context.Context, cfg abuseConfig, stdout, stderr io.Writer) (e
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if cfg.keep || err != nil {
-			fmt.Fprintf(stderr, "logs kept in %s\n", dir)
-			return
-		}
-		os.RemoveAll(dir)
-	}()
+	defer func() { keepOrRemove(dir, cfg.keep || err != nil, stderr) }()
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(stderr, "%s  %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
 	}
@@ -162,8 +154,7 @@ func runAbuse(ctx context.Context, cfg abuseConfig, stdout, stderr io.Writer) (e
 	if err != nil {
 		return err
 	}
-	rd := &daemon{name: "redis", bin: cfg.redis, log: dir + "/redis.log", args: []string{"--port", fmt.Sprint(rport), "--bind", "127.0.0.1",
-		"--dir", dir, "--save", "", "--appendonly", "no", "--maxclients", "20000", "--loglevel", "warning"}}
+	rd := redisDaemon(cfg.redis, dir, rport, "--appendonly", "no")
 	if err := rd.start(); err != nil {
 		return err
 	}
@@ -200,20 +191,16 @@ func runAbuse(ctx context.Context, cfg abuseConfig, stdout, stderr io.Writer) (e
 	// Normal traffic, checked as the fault run checks it.
 	normal := &chaosRun{cfg: chaosConfig{rooms: cfg.rooms, clients: cfg.clients, publishers: 2, rate: 4}, log: stderr,
 		byRoom: map[string][]*chaosClient{}, rdb: rdb}
+	defer normal.disconnect()
 	for room := range cfg.rooms {
-		name := fmt.Sprintf("normal-%d", room)
 		for i := range cfg.clients {
-			c := &chaosClient{room: name, name: fmt.Sprintf("n%d", i), markers: map[string]bool{}}
-			url := fmt.Sprintf("ws://%s/ws?room=%s&name=%s", addrs[(room+i)%2], name, c.name)
-			conn, _, err := client.Dial(ctx, url, &client.Options{Reconnect: true, MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second, OnEvent: c.onEvent})
-			if err != nil {
+			if err := normal.join(ctx, addrs[(room+i)%2], fmt.Sprintf("normal-%d", room), fmt.Sprintf("n%d", i), nil); err != nil {
 				return fmt.Errorf("normal client: %w", err)
 			}
-			defer conn.CloseNow()
-			c.conn = conn
-			normal.clients = append(normal.clients, c)
-			normal.byRoom[name] = append(normal.byRoom[name], c)
 		}
+	}
+	if err := normal.waitStarted(ctx); err != nil {
+		return fmt.Errorf("normal clients: %w", err)
 	}
 	normal.begin("abuse")
 	if err := normal.recovered(ctx); err != nil {

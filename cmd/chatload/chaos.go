@@ -168,13 +168,7 @@ func runChaos(ctx context.Context, cfg chaosConfig, stdout, stderr io.Writer) (e
 	if r.dir, err = os.MkdirTemp("", "chatload-chaos"); err != nil {
 		return err
 	}
-	defer func() {
-		if cfg.keep || err != nil {
-			fmt.Fprintf(stderr, "logs and data kept in %s\n", r.dir)
-			return
-		}
-		os.RemoveAll(r.dir)
-	}()
+	defer func() { keepOrRemove(r.dir, cfg.keep || err != nil, stderr) }()
 	if err := r.startCluster(ctx); err != nil {
 		r.stopCluster()
 		return err
@@ -213,7 +207,7 @@ func (r *chaosRun) startCluster(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.redis = redisDaemon(r.cfg.redis, r.dir, rport, "always")
+	r.redis = redisDaemon(r.cfg.redis, r.dir, rport, "--appendonly", "yes", "--appendfsync", "always")
 	if err := r.redis.start(); err != nil {
 		return err
 	}
@@ -278,27 +272,43 @@ func (r *chaosRun) connect(ctx context.Context) error {
 	for room := range r.cfg.rooms {
 		name := fmt.Sprintf("chaos-%d", room)
 		for i := range r.cfg.clients {
-			c := &chaosClient{room: name, name: fmt.Sprintf("c%d", i), markers: map[string]bool{}}
-			opts := &client.Options{Reconnect: true, MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second, OnEvent: c.onEvent}
-			url := fmt.Sprintf("ws://%s/ws?room=%s&name=%s", r.lb.addr(), name, c.name)
+			addr, httpc := r.lb.addr(), (*http.Client)(nil)
 			if room == 0 && i == r.cfg.clients-2 {
 				// The reader that will stall: straight to the last replica,
 				// past the balancer's buffers, with a 4 KiB receive
 				// buffer, so the replica soon sees a client that is not
 				// reading.
-				url = strings.Replace(url, r.lb.addr(), strings.TrimSuffix(strings.TrimPrefix(r.health[len(r.health)-1], "http://"), "/readyz"), 1)
-				opts.HTTPClient = smallReceiveBuffer()
+				addr = strings.TrimSuffix(strings.TrimPrefix(r.health[len(r.health)-1], "http://"), "/readyz")
+				httpc = smallReceiveBuffer()
 			}
-			conn, _, err := client.Dial(ctx, url, opts)
-			if err != nil {
-				return fmt.Errorf("connect %s: %w", url, err)
+			if err := r.join(ctx, addr, name, fmt.Sprintf("c%d", i), httpc); err != nil {
+				return err
 			}
-			c.conn = conn
-			r.clients = append(r.clients, c)
-			r.byRoom[name] = append(r.byRoom[name], c)
 		}
 	}
-	err := waitUntil(ctx, 30*time.Second, func() bool {
+	r.logf("%d clients in %d rooms, %d publishers per room at %g messages/s per room", len(r.clients), r.cfg.rooms, r.cfg.publishers, r.cfg.rate)
+	return r.waitStarted(ctx)
+}
+
+// join opens a client named name in room on the gateway at addr, which
+// reconnects, resumes and resends as the browser client does.
+func (r *chaosRun) join(ctx context.Context, addr, room, name string, httpc *http.Client) error {
+	c := &chaosClient{room: room, name: name, markers: map[string]bool{}}
+	url := fmt.Sprintf("ws://%s/ws?room=%s&name=%s", addr, room, name)
+	conn, _, err := client.Dial(ctx, url, &client.Options{
+		Reconnect: true, MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second, OnEvent: c.onEvent, HTTPClient: httpc})
+	if err != nil {
+		return fmt.Errorf("connect %s: %w", url, err)
+	}
+	c.conn = conn
+	r.clients = append(r.clients, c)
+	r.byRoom[room] = append(r.byRoom[room], c)
+	return nil
+}
+
+// waitStarted waits until every client has had its first ready.
+func (r *chaosRun) waitStarted(ctx context.Context) error {
+	return waitUntil(ctx, 30*time.Second, func() bool {
 		for _, c := range r.clients {
 			c.mu.Lock()
 			ok := c.started
@@ -309,8 +319,6 @@ func (r *chaosRun) connect(ctx context.Context) error {
 		}
 		return true
 	})
-	r.logf("%d clients in %d rooms, %d publishers per room at %g messages/s per room", len(r.clients), r.cfg.rooms, r.cfg.publishers, r.cfg.rate)
-	return err
 }
 
 func (r *chaosRun) disconnect() {

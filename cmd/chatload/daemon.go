@@ -112,14 +112,23 @@ func (d *daemon) tail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// redisDaemon is a redis-server with the append-only file on, in dir.
-func redisDaemon(bin, dir string, port int, fsync string) *daemon {
+// redisDaemon is a redis-server on loopback with its data in dir, no RDB
+// snapshots, and persistence as given (e.g. "--appendonly", "yes").
+func redisDaemon(bin, dir string, port int, persistence ...string) *daemon {
 	return &daemon{
 		name: "redis", bin: bin, log: filepath.Join(dir, "redis.log"),
-		args: []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-			"--save", "", "--appendonly", "yes", "--appendfsync", fsync,
-			"--maxclients", "20000", "--loglevel", "notice"},
+		args: append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+			"--save", "", "--maxclients", "20000", "--loglevel", "notice"}, persistence...),
 	}
+}
+
+// keepOrRemove removes a run's directory, or, when keep, says where it is.
+func keepOrRemove(dir string, keep bool, w io.Writer) {
+	if keep {
+		fmt.Fprintf(w, "logs and data kept in %s\n", dir)
+		return
+	}
+	os.RemoveAll(dir)
 }
 
 // gatewayDaemon is a gateway replica on port, with env on top of the

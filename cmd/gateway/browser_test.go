@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -124,6 +125,16 @@ func (tb *tab) waitJS(what, expr string) {
 		tb.mu.Unlock()
 		tb.t.Fatalf("tab %s: waiting for %s: %v\nexceptions: %q\nwebsocket:\n%s\npage:\n%s", tb.name, what, err, exceptions, strings.Join(frames, "\n"), html)
 	}
+}
+
+// clientKey is the key the page keeps in localStorage and sends at connect.
+func (tb *tab) clientKey() string {
+	tb.t.Helper()
+	key, err := chromedp.Run(tb.ctx, chromedp.Evaluate[string](`localStorage.getItem("clientKey") || ""`))
+	if err != nil || !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(key) {
+		tb.t.Fatalf("tab %s: client key %q (%v)", tb.name, key, err)
+	}
+	return key
 }
 
 // texts returns the text of the message bodies on the page, in order.
@@ -283,14 +294,25 @@ func TestBrowser(t *testing.T) {
 		a.waitJS("A's message delivered", delivered("hello from A"))
 		a.screenshot(filepath.Join(artifacts, "a.png"))
 		b.screenshot(filepath.Join(artifacts, "b.png"))
+		// The page keeps a client key and the server scopes its nonces by
+		// it, so a resend after a reconnect is stored once.
+		key := a.clientKey()
+		sent, _, err := cl.redis.Client().Scan(context.Background(), 0, "chat:{"+room+"}:sent:*:c:"+key+":*", 1000).Result()
+		if err != nil || len(sent) != 1 {
+			t.Fatalf("dedupe records for the page's client key %q: %v %v", key, sent, err)
+		}
 	})
 
 	step("reload shows history in order", func(t *testing.T) {
 		a.send("second")
 		a.send("third")
 		b.waitJS("third on B", hasMessage("third"))
+		key := b.clientKey()
 		b.do(chromedp.Reload())
 		b.waitLive()
+		if again := b.clientKey(); again != key {
+			t.Fatalf("client key changed across a reload: %q, then %q", key, again)
+		}
 		if got := b.texts("#messages .msg.replay"); fmt.Sprint(got) != "[hello from A second third]" {
 			t.Fatalf("history after reload = %q", got)
 		}

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/streamchat/streamchat/pkg/client"
 	"github.com/streamchat/streamchat/pkg/client/clienttest"
 	"github.com/streamchat/streamchat/pkg/config"
@@ -322,3 +321,38 @@ func TestAllowedHosts(t *testing.T) {
 	}
 }
 
+// With CHAT_ACK_WAIT_REPLICAS=1 an ack means a Redis replica has the
+// message; with the replica stalled the send answers unavailable, and the
+// retry once it is back appends nothing and acks the same ID.
+func TestAckWaitsForAReplica(t *testing.T) {
+	primary := redistest.StartWith(t, "--repl-diskless-sync-delay", "0")
+	replica := redistest.StartReplica(t, primary)
+	cfg := testConfig(primary.URL(), "A", config.TailShared)
+	cfg.AckWaitReplicas, cfg.AckWaitTimeout = 1, 300*time.Millisecond
+	r := startReplica(t, cfg)
+	room := uniqueRoom("wait")
+	c := dial(t, r.wsURL(room, "ann", ""))
+	clienttest.UntilReady(t, c)
+	first := sendNonce(t, c, "n1", "on two machines")
+	if got := entriesWithNonce(t, replica, room, "n1"); len(got) != 1 || got[0] != first.ID {
+		t.Fatalf("replica holds %v after the ack of %s", got, first.ID)
+	}
+
+	replica.Pause()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	_, err := c.SendNonce(ctx, "n2", "replica stalled")
+	var se *client.ServerError
+	if !errors.As(err, &se) || se.Code != "unavailable" {
+		replica.Resume()
+		t.Fatalf("send with the replica stalled: %v, want unavailable", err)
+	}
+	replica.Resume()
+	retry := sendNonce(t, c, "n2", "replica stalled")
+	if !retry.Duplicate {
+		t.Fatalf("retry after the replica is back: %+v, want the duplicate of the stored entry", retry)
+	}
+	if got := entriesWithNonce(t, replica, room, "n2"); len(got) != 1 || got[0] != retry.ID {
+		t.Fatalf("replica holds %v, ack %+v", got, retry)
+	}
+}
