@@ -174,6 +174,8 @@ func runAbuse(ctx context.Context, cfg abuseConfig, stdout, stderr io.Writer) (e
 		g := gatewayDaemon(cfg.gateway, dir, i, port, rport,
 			// Short timeouts, so what abusers hold is let go within the run.
 			"CHAT_PING_INTERVAL=2s", "CHAT_WRITE_TIMEOUT=3s", "CHAT_HTTP_IDLE_TIMEOUT=2s", "CHAT_HTTP_READ_TIMEOUT=5s",
+			// Floods must not trim the normal rooms' entries before the check.
+			"CHAT_STREAM_MAXLEN=10000000",
 			"CHAT_LOG_LEVEL=warn")
 		if err := g.start(); err != nil {
 			return err
