@@ -17,6 +17,11 @@ func TestFromEnvDefaults(t *testing.T) {
 		c.LogLevel != "info" || c.LogFormat != "json" || c.RedisURL != "" || len(c.AllowedOrigins) != 0 {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
+	if c.DedupeWindow != 5*time.Minute || c.AckWaitReplicas != 0 || c.AckWaitTimeout != time.Second || c.StoreTimeout != 5*time.Second ||
+		c.WriteTimeout != 10*time.Second || c.HTTPReadTimeout != 15*time.Second || c.HTTPWriteTimeout != 30*time.Second ||
+		c.HTTPIdleTimeout != time.Minute || len(c.AllowedHosts) != 0 {
+		t.Fatalf("unexpected reliability defaults: %+v", c)
+	}
 	if c.ReplicaID == "" {
 		t.Fatal("replica id not generated")
 	}
@@ -32,13 +37,18 @@ func TestFromEnvValues(t *testing.T) {
 	t.Setenv("CHAT_PING_INTERVAL", "3s")
 	t.Setenv("CHAT_REPLICA_ID", "r1")
 	t.Setenv("CHAT_TRUSTED_PROXIES", "10.0.0.0/8, 172.16.0.0/12")
+	t.Setenv("CHAT_ALLOWED_HOSTS", "chat.example.com,*.chat.example.com")
+	t.Setenv("CHAT_DEDUPE_WINDOW", "10m")
+	t.Setenv("CHAT_ACK_WAIT_REPLICAS", "1")
+	t.Setenv("CHAT_HTTP_IDLE_TIMEOUT", "90s")
 	c, err := FromEnv()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.RedisURL != "redis://r:6379/0" || c.TailMode != TailDirect || c.PingInterval != 3*time.Second ||
 		c.ReplicaID != "r1" || len(c.AllowedOrigins) != 2 || c.AllowedOrigins[1] != "*.example.org" ||
-		len(c.Proxies()) != 2 || c.Proxies()[1].String() != "172.16.0.0/12" {
+		len(c.Proxies()) != 2 || c.Proxies()[1].String() != "172.16.0.0/12" ||
+		len(c.AllowedHosts) != 2 || c.DedupeWindow != 10*time.Minute || c.AckWaitReplicas != 1 || c.HTTPIdleTimeout != 90*time.Second {
 		t.Fatalf("unexpected config: %+v", c)
 	}
 }
@@ -63,6 +73,13 @@ func TestFromEnvRejects(t *testing.T) {
 		{"trusted proxies", "CHAT_TRUSTED_PROXIES", "10.0.0.0/8,nonsense"},
 		{"sentinel without sentinels", "CHAT_REDIS_SENTINEL_MASTER", "mymaster"},
 		{"profiler on the public address", "CHAT_DEBUG_ADDR", ":8080"},
+		{"dedupe window", "CHAT_DEDUPE_WINDOW", "10ms"},
+		{"ack wait replicas negative", "CHAT_ACK_WAIT_REPLICAS", "-1"},
+		{"ack wait on the embedded server", "CHAT_ACK_WAIT_REPLICAS", "1"},
+		{"store timeout", "CHAT_STORE_TIMEOUT", "1ms"},
+		{"write timeout", "CHAT_WRITE_TIMEOUT", "1ms"},
+		{"idle timeout", "CHAT_HTTP_IDLE_TIMEOUT", "1ms"},
+		{"read timeout", "CHAT_HTTP_READ_TIMEOUT", "1ms"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
