@@ -24,6 +24,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "gateway:", err)
 		os.Exit(2)
 	}
+	if len(os.Args) > 1 && os.Args[1] == "token" {
+		if err := mintMain(cfg, os.Args[2:], os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "gateway token:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
 		// For container health checks: distroless images have no shell or curl.
 		if err := healthcheck(cfg.Addr, 3*time.Second); err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/streamchat/streamchat/pkg/hub"
 	"github.com/streamchat/streamchat/pkg/metrics"
 	"github.com/streamchat/streamchat/pkg/store"
+	"github.com/streamchat/streamchat/pkg/token"
 	"github.com/streamchat/streamchat/pkg/web"
 	"github.com/streamchat/streamchat/pkg/wsconn"
 )
@@ -31,9 +32,11 @@ import (
 // The store is what the hub reads and writes, and what the gateway reads
 // directly; a websocket connection is what the hub writes a room to.
 var (
-	_ hub.Store       = (*store.Store)(nil)
-	_ gateway.Storage = (*store.Store)(nil)
-	_ hub.Follower    = (*wsconn.Conn)(nil)
+	_ hub.Store             = (*store.Store)(nil)
+	_ gateway.Storage       = (*store.Store)(nil)
+	_ hub.Follower          = (*wsconn.Conn)(nil)
+	_ gateway.SendLimiter   = (*store.SendLimiter)(nil)
+	_ gateway.Authenticator = (*token.Verifier)(nil)
 )
 
 // run serves until ctx ends, then drains within cfg.ShutdownGrace. Logs go
@@ -58,20 +61,33 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		AckReplicas: cfg.AckWaitReplicas, AckTimeout: cfg.AckWaitTimeout})
 	h := hub.New(st, log, hub.Options{Direct: cfg.TailMode == config.TailDirect, History: cfg.History, Metrics: m})
 	defer h.Close()
+	auth, closeAuth, err := authenticator(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeAuth()
+	var limiter gateway.SendLimiter
+	if cfg.Auth == config.AuthJWT {
+		limiter = st.SendLimiter(cfg.Rate, cfg.Burst)
+	}
 	gw := gateway.New(gateway.FromHub(h), st, web.Handler(), log, gateway.Options{
-		Replica:        cfg.ReplicaID,
-		MaxText:        cfg.MaxText,
-		MaxFrame:       cfg.MaxFrame,
-		Rate:           cfg.Rate,
-		Burst:          cfg.Burst,
-		AllowedOrigins: cfg.AllowedOrigins,
-		AllowedHosts:   cfg.AllowedHosts,
-		StoreTimeout:   cfg.StoreTimeout,
-		WriteTimeout:   cfg.WriteTimeout,
-		TrustedProxies: cfg.Proxies(),
-		PingInterval:   cfg.PingInterval,
-		Metrics:        m,
-		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Auth:            auth,
+		Limiter:         limiter,
+		MaxConnsPerAddr: cfg.MaxConnsPerIP,
+		APIKey:          cfg.APIKey,
+		Replica:         cfg.ReplicaID,
+		MaxText:         cfg.MaxText,
+		MaxFrame:        cfg.MaxFrame,
+		Rate:            cfg.Rate,
+		Burst:           cfg.Burst,
+		AllowedOrigins:  cfg.AllowedOrigins,
+		AllowedHosts:    cfg.AllowedHosts,
+		StoreTimeout:    cfg.StoreTimeout,
+		WriteTimeout:    cfg.WriteTimeout,
+		TrustedProxies:  cfg.Proxies(),
+		PingInterval:    cfg.PingInterval,
+		Metrics:         m,
+		MetricsHandler:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -79,8 +95,10 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
 	srv := &http.Server{
-		Handler:           gw.Handler(),
-		ReadHeaderTimeout: 10 * time.Second, // slow-header clients must not hold sockets
+		Handler: gw.Handler(),
+		// Slow or huge headers must not hold sockets (slowloris).
+		ReadHeaderTimeout: cfg.HTTPHeaderTimeout,
+		MaxHeaderBytes:    cfg.HTTPMaxHeaderBytes,
 		// Plain requests only: the upgrade hijacks the socket, which clears
 		// its deadlines, and the websocket has its own pings and write
 		// timeout. Without IdleTimeout an idle keep-alive socket is held
@@ -128,6 +146,27 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	h.Close()
 	log.Info("stopped")
 	return nil
+}
+
+// authenticator returns who a websocket speaks as under CHAT_AUTH, and the
+// function that stops it (the JWKS refresh).
+func authenticator(cfg config.Config, log *zap.Logger) (gateway.Authenticator, func(), error) {
+	if cfg.Auth != config.AuthJWT {
+		return gateway.Anonymous{}, func() {}, nil
+	}
+	pem, err := cfg.PublicKeyPEM()
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := token.New(token.Options{
+		Secret: []byte(cfg.JWTSecret), PublicKey: pem, JWKSURL: cfg.JWTJWKSURL,
+		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience,
+		OnRefreshError: func(err error) { log.Warn("JWKS refresh failed", zap.Error(err)) },
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("CHAT_AUTH=jwt: %w", err)
+	}
+	return v, v.Close, nil
 }
 
 // serveProfiler serves Go's profiler on its own listener, so CPU and heap

@@ -24,9 +24,11 @@ type eventFrame struct {
 	ID     string `json:"id"`
 	Room   string `json:"room"`
 	From   string `json:"from"`
+	UID    string `json:"uid,omitempty"`
 	TS     string `json:"ts"`
 	Text   string `json:"text,omitempty"`
 	Nonce  string `json:"nonce,omitempty"`
+	Bot    bool   `json:"bot,omitempty"`
 	Replay bool   `json:"replay,omitempty"`
 }
 
@@ -39,9 +41,11 @@ func EncodeEvent(e Event, replay bool) []byte {
 		ID:     e.ID.String(),
 		Room:   e.Room,
 		From:   e.From,
+		UID:    e.UID,
 		TS:     FormatTS(e.ID.Time()),
 		Text:   e.Text,
 		Nonce:  e.Nonce,
+		Bot:    e.Bot,
 		Replay: replay,
 	})
 	if len(e.Attrs) == 0 {
@@ -71,15 +75,27 @@ func EncodeHello(h Hello) []byte {
 
 // EncodeReady returns the ready frame: replay or resume is complete and live
 // entries follow, starting right after cursor.
-func EncodeReady(cursor ID, online []string) []byte {
-	if online == nil {
-		online = []string{}
+// online lists the people present, one entry each: their names in
+// "online", and, for signed-in users, their user ids too in "users".
+func EncodeReady(cursor ID, online []Member) []byte {
+	type user struct {
+		UID  string `json:"uid"`
+		Name string `json:"name"`
+	}
+	names := make([]string, 0, len(online))
+	var users []user
+	for _, m := range online {
+		names = append(names, m.Name)
+		if m.UID != "" {
+			users = append(users, user{m.UID, m.Name})
+		}
 	}
 	return mustMarshal(struct {
 		Type   string   `json:"type"`
 		Cursor string   `json:"cursor"`
 		Online []string `json:"online"`
-	}{TypeReady, cursor.String(), online})
+		Users  []user   `json:"users,omitempty"`
+	}{TypeReady, cursor.String(), names, users})
 }
 
 // EncodeAck returns the frame that confirms a message is stored as id.

@@ -15,6 +15,10 @@ const (
 	CodeUnavailable Code = "unavailable"
 	CodeInternal    Code = "internal"
 	CodeForbidden   Code = "forbidden"
+	// Sign-in: a missing, bad or expired token; a token that expired
+	// during the connection.
+	CodeUnauthorized Code = "unauthorized"
+	CodeTokenExpired Code = "token_expired"
 )
 
 // Error is a failure that is reported to the client as an error event. Its

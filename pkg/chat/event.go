@@ -1,6 +1,9 @@
 package chat
 
-import "unicode/utf8"
+import (
+	"time"
+	"unicode/utf8"
+)
 
 // Kind is the type of a stream entry.
 type Kind string
@@ -15,12 +18,16 @@ const (
 
 // Event is one entry of a room's stream.
 type Event struct {
-	ID    ID
-	Room  string
-	Kind  Kind
-	From  string
+	ID   ID
+	Room string
+	Kind Kind
+	From string
+	// UID is the signed-in sender's user id; empty for anonymous senders.
+	UID   string
 	Text  string
 	Nonce string
+	// Bot marks an entry posted by a backend through the publish API.
+	Bot bool
 	// Attrs are the fields that only some kinds carry (a file's name and
 	// size, the id an edit refers to): stored with the entry and sent as
 	// string fields of the event, so a new kind needs no new field here.
@@ -39,7 +46,7 @@ const (
 // shadow.
 var reservedKeys = map[string]bool{
 	"type": true, "id": true, "room": true, "from": true, "ts": true,
-	"text": true, "nonce": true, "replay": true,
+	"text": true, "nonce": true, "replay": true, "uid": true, "bot": true,
 }
 
 // ValidAttrKey reports whether k can name an attribute: ^[a-z][a-z0-9_]*$,
@@ -91,8 +98,11 @@ type Limits struct {
 
 // Hello is the first frame of every accepted connection.
 type Hello struct {
-	Room    string `json:"room"`
+	Room string `json:"room"`
+	// With is the other user of a direct-message room.
+	With    string `json:"with,omitempty"`
 	You     string `json:"you"`
+	UID     string `json:"uid,omitempty"`
 	Replica string `json:"replica"`
 	Resumed bool   `json:"resumed"`
 	Limits  Limits `json:"limits"`
@@ -101,6 +111,14 @@ type Hello struct {
 // Identity is who a connection speaks as, as its authenticator decided.
 type Identity struct {
 	Name string // display name, already normalized (NormalizeName)
+	// UserID is the signed-in user's id (a token's sub); empty when
+	// anonymous. Presence counts users by it.
+	UserID string
+	// Rooms are the room patterns (path.Match, "*" for any run of
+	// characters) the user may enter; nil means every public room.
+	Rooms []string
+	// Expires is when the identity's token expires; zero for none.
+	Expires time.Time
 	// Sender scopes the nonces of the messages this identity posts: a
 	// repeated (room, sender, nonce) is stored once. It is the user id once
 	// users sign in; an anonymous client's is "c:" + the client key it
@@ -120,8 +138,9 @@ type Ack struct {
 
 // Member is one connection present in a room.
 type Member struct {
-	Conn string // unique per connection; never contains ':'
+	Conn string // unique per connection; never contains ':' or '|'
 	Name string
+	UID  string // the signed-in user, or empty
 }
 
 // RoomStat describes a room's stream.

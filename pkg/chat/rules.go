@@ -1,6 +1,8 @@
 package chat
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -49,6 +51,41 @@ func ValidRoom(room string) bool {
 		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
 		case (c == '_' || c == '-') && i > 0:
 		default:
+			return false
+		}
+	}
+	return true
+}
+
+// DirectPrefix starts the name of every direct-message room. Such rooms
+// are entered only as room=@USERID, never by name.
+const DirectPrefix = "dm-"
+
+// DirectRoom is the room of the private conversation between two users:
+// "dm-" and 40 hex digits of a hash of both ids in sorted order, so either
+// user, on any replica, arrives at the same room, and its keys share one
+// hash tag.
+func DirectRoom(a, b string) string {
+	if b < a {
+		a, b = b, a
+	}
+	sum := sha256.Sum256([]byte(a + "\x00" + b))
+	return DirectPrefix + hex.EncodeToString(sum[:20])
+}
+
+// MaxUserIDLen bounds a user id (a token's sub).
+const MaxUserIDLen = 128
+
+// ValidUserID reports whether id can name a user: 1–128 bytes of printable
+// ASCII without spaces. Identity providers use ids like "auth0|5f3c…" or
+// "google-oauth2|1234" or a UUID; anything else is refused rather than
+// escaped into keys and logs.
+func ValidUserID(id string) bool {
+	if id == "" || len(id) > MaxUserIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] > '~' {
 			return false
 		}
 	}

@@ -44,6 +44,8 @@ type Event struct {
 	ID     string `json:"id,omitempty"`
 	Room   string `json:"room,omitempty"`
 	From   string `json:"from,omitempty"`
+	UID    string `json:"uid,omitempty"` // the signed-in sender
+	Bot    bool   `json:"bot,omitempty"` // posted through the publish API
 	TS     string `json:"ts,omitempty"`
 	Text   string `json:"text,omitempty"`
 	Nonce  string `json:"nonce,omitempty"`
@@ -52,7 +54,8 @@ type Event struct {
 	// ack: the nonce had been stored before; ID is the first entry's.
 	Duplicate bool `json:"duplicate,omitempty"`
 
-	// hello
+	// hello (UID too: the signed-in user)
+	With    string  `json:"with,omitempty"` // a direct-message room's other user
 	You     string  `json:"you,omitempty"`
 	Replica string  `json:"replica,omitempty"`
 	Resumed bool    `json:"resumed,omitempty"`
@@ -61,10 +64,17 @@ type Event struct {
 	// ready
 	Cursor string   `json:"cursor,omitempty"`
 	Online []string `json:"online,omitempty"`
+	Users  []User   `json:"users,omitempty"`
 
 	// error
 	Code    string `json:"code,omitempty"`
 	Message string `json:"message,omitempty"`
+}
+
+// User is a signed-in user online, from ready.
+type User struct {
+	UID  string `json:"uid"`
+	Name string `json:"name"`
 }
 
 // Limits are the server's per-connection limits, from hello.
@@ -115,6 +125,12 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the delay between reconnect attempts,
 	// which doubles from MinBackoff with full jitter. Defaults 250ms, 30s.
 	MinBackoff, MaxBackoff time.Duration
+	// Token, when set, is called before every handshake for the token to
+	// sign in with (sent as Authorization: Bearer). When the server ends
+	// the connection because the token expired (close 1008, reason
+	// token_expired), a Reconnect connection calls it again and resumes
+	// with since, losing nothing.
+	Token func(ctx context.Context) (string, error)
 	// ClientKey names this client to the server across reconnects (16–64
 	// characters of [A-Za-z0-9_-]); the server stores a nonce once per
 	// client key. Default: a random key per Dial. Keep one across process
@@ -206,7 +222,19 @@ func (c *Conn) dial(ctx context.Context) (*websocket.Conn, *http.Response, error
 		u.RawQuery = q.Encode()
 	}
 	c.mu.Unlock()
-	ws, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPHeader: c.opts.Header, HTTPClient: c.opts.HTTPClient})
+	header := c.opts.Header
+	if c.opts.Token != nil {
+		t, err := c.opts.Token(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dial %s: token: %w", u.Redacted(), err)
+		}
+		header = header.Clone()
+		if header == nil {
+			header = http.Header{}
+		}
+		header.Set("Authorization", "Bearer "+t)
+	}
+	ws, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPHeader: header, HTTPClient: c.opts.HTTPClient})
 	if err != nil {
 		return nil, resp, fmt.Errorf("dial %s: %w", u.Redacted(), err)
 	}
@@ -257,7 +285,7 @@ func (c *Conn) run(ws *websocket.Conn) {
 		c.mu.Lock()
 		stopped := c.closed
 		c.mu.Unlock()
-		if stopped || !c.opts.Reconnect || websocket.CloseStatus(err) == websocket.StatusPolicyViolation {
+		if stopped || !c.opts.Reconnect || (websocket.CloseStatus(err) == websocket.StatusPolicyViolation && !tokenExpired(err, c.opts.Token)) {
 			c.finish(err)
 			return
 		}
@@ -286,6 +314,13 @@ func (c *Conn) run(ws *websocket.Conn) {
 		c.mu.Unlock()
 		attempt = 0
 	}
+}
+
+// tokenExpired reports whether the server closed for an expired token that
+// a fresh one from tok can replace.
+func tokenExpired(err error, tok func(context.Context) (string, error)) bool {
+	var ce websocket.CloseError
+	return tok != nil && errors.As(err, &ce) && ce.Reason == string(chat.CodeTokenExpired)
 }
 
 func (c *Conn) finish(err error) {

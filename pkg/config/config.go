@@ -65,6 +65,19 @@ type Config struct {
 	AckWaitTimeout  time.Duration `split_words:"true" default:"1s"`
 	LogLevel        string        `split_words:"true" default:"info"`
 	LogFormat       string        `split_words:"true" default:"json"`
+	// Auth is "anonymous" or "jwt"; with jwt exactly one of the key
+	// settings is set.
+	Auth          string `default:"anonymous"`
+	JWTSecret     string `envconfig:"JWT_SECRET"`
+	JWTPublicKey  string `envconfig:"JWT_PUBLIC_KEY"` // PEM, or the path of a PEM file
+	JWTJWKSURL    string `envconfig:"JWT_JWKS_URL"`
+	JWTIssuer     string `envconfig:"JWT_ISSUER"`
+	JWTAudience   string `envconfig:"JWT_AUDIENCE"`
+	APIKey        string `envconfig:"API_KEY"`
+	MaxConnsPerIP int    `envconfig:"MAX_CONNS_PER_IP" default:"50"`
+	// HTTP header limits: slow or huge headers must not hold sockets.
+	HTTPHeaderTimeout  time.Duration `envconfig:"HTTP_HEADER_TIMEOUT" default:"10s"`
+	HTTPMaxHeaderBytes int           `envconfig:"HTTP_MAX_HEADER_BYTES" default:"16384"`
 	// DebugAddr, when set, serves Go's profiler (/debug/pprof/) on its own
 	// listener, never on Addr.
 	DebugAddr string `split_words:"true"`
@@ -146,6 +159,20 @@ func (c Config) Validate() error {
 		return bad("ACK_WAIT_REPLICAS", "needs CHAT_REDIS_URL: the embedded Redis has no replicas")
 	case c.AckWaitTimeout < time.Millisecond:
 		return bad("ACK_WAIT_TIMEOUT", "must be at least 1ms")
+	case c.Auth != AuthAnonymous && c.Auth != AuthJWT:
+		return bad("AUTH", `must be "anonymous" or "jwt"`)
+	case c.Auth == AuthJWT && keySources(c) != 1:
+		return bad("AUTH", "jwt needs exactly one of CHAT_JWT_SECRET, CHAT_JWT_PUBLIC_KEY and CHAT_JWT_JWKS_URL")
+	case c.JWTSecret != "" && len(c.JWTSecret) < 32:
+		return bad("JWT_SECRET", "must be at least 32 bytes")
+	case c.APIKey != "" && len(c.APIKey) < 16:
+		return bad("API_KEY", "must be at least 16 characters")
+	case c.MaxConnsPerIP < 0:
+		return bad("MAX_CONNS_PER_IP", "must not be negative (0: no cap)")
+	case c.HTTPHeaderTimeout < 100*time.Millisecond:
+		return bad("HTTP_HEADER_TIMEOUT", "must be at least 100ms")
+	case c.HTTPMaxHeaderBytes < 1024:
+		return bad("HTTP_MAX_HEADER_BYTES", "must be at least 1024")
 	case c.LogFormat != "json" && c.LogFormat != "console":
 		return bad("LOG_FORMAT", `must be "json" or "console"`)
 	}
@@ -160,6 +187,35 @@ func (c Config) Validate() error {
 		return bad("LOG_LEVEL", "must be debug, info, warn or error")
 	}
 	return nil
+}
+
+// Authentication modes (CHAT_AUTH).
+const (
+	AuthAnonymous = "anonymous"
+	AuthJWT       = "jwt"
+)
+
+func keySources(c Config) int {
+	n := 0
+	for _, s := range []string{c.JWTSecret, c.JWTPublicKey, c.JWTJWKSURL} {
+		if s != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// PublicKeyPEM returns CHAT_JWT_PUBLIC_KEY as PEM: the value itself, or the
+// file it names.
+func (c Config) PublicKeyPEM() ([]byte, error) {
+	if c.JWTPublicKey == "" || strings.Contains(c.JWTPublicKey, "-----BEGIN") {
+		return []byte(c.JWTPublicKey), nil
+	}
+	b, err := os.ReadFile(c.JWTPublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("config: %s_JWT_PUBLIC_KEY: %w", Prefix, err)
+	}
+	return b, nil
 }
 
 // Proxies returns TrustedProxies parsed (Validate has checked them).

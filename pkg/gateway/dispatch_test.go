@@ -29,7 +29,7 @@ type fakeHub struct {
 }
 
 func (h *fakeHub) Join(_ context.Context, req hub.JoinRequest) (gateway.Session, hub.Greeting, error) {
-	return &fakeSession{h: h}, hub.Greeting{Boundary: chat.ID{Ms: 5}, Cursor: chat.ID{Ms: 5}, Online: []string{req.Name}}, nil
+	return &fakeSession{h: h}, hub.Greeting{Boundary: chat.ID{Ms: 5}, Cursor: chat.ID{Ms: 5}, Online: []chat.Member{{Name: req.Name}}}, nil
 }
 
 func (h *fakeHub) Post(_ context.Context, e chat.Event, _ string) (chat.Ack, error) {

@@ -21,6 +21,8 @@ var (
 	errBinary   = errors.New("binary frames are not supported")
 	errCommand  = errors.New("command not handled")
 	errHost     = errors.New("host not allowed")
+	errAddrFull = errors.New("too many connections from one address")
+	errExpired  = errors.New("token expired")
 )
 
 // refusal is a handshake that cannot go on (bad room, bad name, and, to
@@ -93,6 +95,15 @@ var table = []row{
 	{"host not allowed", is(errHost), fixed(outcome{
 		event:  &chat.Error{Code: chat.CodeForbidden, Message: "this server does not answer to that host name"},
 		action: drop, status: http.StatusMisdirectedRequest, metric: metrics.ReasonRefused, level: zapcore.InfoLevel})},
+	{"too many connections from one address", is(errAddrFull), fixed(outcome{
+		event:  &chat.Error{Code: chat.CodeRateLimited, Message: "too many connections from your address"},
+		action: drop, status: http.StatusTooManyRequests, metric: metrics.ReasonRefused, level: zapcore.InfoLevel})},
+	// The token ran out during the connection: the client gets a fresh one
+	// and reconnects with since.
+	{"token expired", is(errExpired), fixed(outcome{
+		event:  &chat.Error{Code: chat.CodeTokenExpired, Message: "your sign-in has expired; reconnect with a fresh token"},
+		action: closeWith, close: websocket.StatusPolicyViolation, reason: string(chat.CodeTokenExpired),
+		status: http.StatusUnauthorized, metric: metrics.ReasonRefused, level: zapcore.InfoLevel})},
 	{"storage unavailable", is(hub.ErrUnavailable), fixed(outcome{
 		event:  &chat.Error{Code: chat.CodeUnavailable, Message: "the message store is unavailable; try again"},
 		action: keepOpen, status: http.StatusServiceUnavailable, metric: metrics.ReasonError, level: zapcore.DebugLevel})},
@@ -154,6 +165,8 @@ func httpStatus(code chat.Code) int {
 		return http.StatusInternalServerError
 	case chat.CodeForbidden:
 		return http.StatusForbidden
+	case chat.CodeUnauthorized, chat.CodeTokenExpired:
+		return http.StatusUnauthorized
 	}
 	return http.StatusBadRequest
 }

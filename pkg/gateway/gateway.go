@@ -101,6 +101,16 @@ type Options struct {
 	// Auth decides who a websocket speaks as. Default: Anonymous, the
 	// name the client asks for.
 	Auth Authenticator
+	// Limiter, when set, is the send budget of signed-in users, shared by
+	// every replica; anonymous connections keep their own (Rate, Burst).
+	Limiter SendLimiter
+	// MaxConnsPerAddr caps the open websockets per client address on this
+	// replica (the address honours TrustedProxies); one more gets HTTP 429
+	// before the upgrade. 0: no cap.
+	MaxConnsPerAddr int
+	// APIKey, when set, enables the publish and history API for requests
+	// with Authorization: Bearer APIKey.
+	APIKey string
 	// Metrics receives the gateway's counters. Default: discarded.
 	Metrics *metrics.Metrics
 	// MetricsHandler, when set, is served at GET /metrics.
@@ -151,6 +161,7 @@ type Server struct {
 	cancel context.CancelFunc
 
 	sweeper  *wsconn.Sweeper // bounds every write; ended by Drain
+	perAddr  *addrCounter
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	draining bool
@@ -172,6 +183,7 @@ func New(h Hub, store Storage, web http.Handler, log *zap.Logger, opts Options) 
 		ctx:     ctx,
 		cancel:  cancel,
 		sweeper: wsconn.NewSweeper(opts.WriteTimeout),
+		perAddr: newAddrCounter(opts.MaxConnsPerAddr),
 		conns:   make(map[*conn]struct{}),
 	}
 }

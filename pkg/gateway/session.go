@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +32,7 @@ type conn struct {
 	// connection for its whole life.
 	fields []zap.Field
 	room   string
+	with   string // the other user of a direct-message room
 	who    chat.Identity
 	sess   Session
 	// sender scopes the nonces of this connection's messages: the
@@ -43,6 +46,7 @@ type conn struct {
 // joinParams are the validated query parameters of /ws.
 type joinParams struct {
 	room   string
+	with   string // room=@USERID: the other user of a direct-message room
 	since  chat.ID
 	resume bool
 }
@@ -53,7 +57,12 @@ func parseParams(r *http.Request) (joinParams, *chat.Error) {
 	if p.room == "" {
 		p.room = chat.DefaultRoom
 	}
-	if !chat.ValidRoom(p.room) {
+	if uid, ok := strings.CutPrefix(p.room, "@"); ok {
+		if !chat.ValidUserID(uid) {
+			return p, &chat.Error{Code: chat.CodeBadRoom, Message: "room=@USERID needs a user id of 1 to 128 printable characters"}
+		}
+		p.with = uid
+	} else if !chat.ValidRoom(p.room) {
 		return p, &chat.Error{Code: chat.CodeBadRoom, Message: "room must match ^[a-z0-9][a-z0-9_-]{0,63}$"}
 	}
 	if since := q.Get("since"); since != "" {
@@ -79,7 +88,34 @@ func (s *Server) handshake(r *http.Request) (joinParams, chat.Identity, error) {
 	case err != nil:
 		return params, who, fmt.Errorf("authenticate: %w", err)
 	}
+	if err := admit(&params, who); err != nil {
+		return params, who, refusal{err}
+	}
 	return params, who, nil
+}
+
+// admit decides whether who may enter the room asked for, and turns
+// room=@USERID into the pair's direct-message room. Direct-message rooms
+// are reached only that way, so only their two users can enter them.
+func admit(p *joinParams, who chat.Identity) *chat.Error {
+	forbidden := func(msg string) *chat.Error { return &chat.Error{Code: chat.CodeForbidden, Message: msg} }
+	switch {
+	case p.with != "" && who.UserID == "":
+		return forbidden("direct messages need sign-in")
+	case p.with != "":
+		p.room = chat.DirectRoom(who.UserID, p.with)
+		return nil
+	case strings.HasPrefix(p.room, chat.DirectPrefix):
+		return forbidden("direct-message rooms are entered as room=@USERID")
+	case who.Rooms == nil:
+		return nil
+	}
+	for _, pattern := range who.Rooms {
+		if ok, _ := path.Match(pattern, p.room); ok {
+			return nil
+		}
+	}
+	return forbidden("your token does not allow this room")
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -87,8 +123,20 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	addr := clientAddr(r, s.opts.TrustedProxies)
+	release, ok := s.perAddr.acquire(addr)
+	if !ok {
+		s.apiError(w, r, errAddrFull)
+		return
+	}
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			release()
+		}
+	}()
 	params, who, herr := s.handshake(r)
-	c := &conn{s: s, id: newConnID(), room: params.room, who: who, sender: who.Sender}
+	c := &conn{s: s, id: newConnID(), room: params.room, with: params.with, who: who, sender: who.Sender}
 	if c.sender == "" {
 		c.sender = "conn:" + c.id
 	}
@@ -126,7 +174,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		c.s.untrack(c)
 		return
 	}
+	handedOver = true
 	go func() {
+		defer release()
 		defer c.s.untrack(c)
 		loop()
 	}()
@@ -152,7 +202,7 @@ func (c *conn) serve(p joinParams) (loop func()) {
 	ctx, cancel := context.WithCancel(c.s.ctx)
 
 	m := c.s.opts.Metrics
-	sess, greeting, err := c.s.hub.Join(ctx, hub.JoinRequest{Room: p.room, Name: c.who.Name, Conn: c.id, Since: p.since, Resume: p.resume})
+	sess, greeting, err := c.s.hub.Join(ctx, hub.JoinRequest{Room: p.room, Name: c.who.Name, UID: c.who.UserID, Conn: c.id, Since: p.since, Resume: p.resume})
 	if err != nil {
 		o := classify(errJoin)
 		m.RedisErrors.WithLabelValues("join").Inc()
@@ -173,8 +223,18 @@ func (c *conn) serve(p joinParams) (loop func()) {
 	} else {
 		sess.Start(c.ws, c.fail)
 	}
+	// A signed-in connection lasts as long as its token.
+	expiry := func() {}
+	if !c.who.Expires.IsZero() {
+		t := time.AfterFunc(time.Until(c.who.Expires), func() {
+			c.sendError(errExpired, "")
+			c.fail(errExpired)
+		})
+		expiry = func() { t.Stop() }
+	}
 	return func() {
 		defer cancel()
+		defer expiry()
 		defer m.ConnsOpen.Dec()
 		readErr := c.readLoop(ctx)
 		c.fail(readErr) // no-op when the server already ended it
@@ -215,7 +275,7 @@ func (c *conn) greet(ctx context.Context, g hub.Greeting) error {
 	o := c.s.opts
 	payloads := make([][]byte, 0, 2+len(g.Replay))
 	payloads = append(payloads, chat.EncodeHello(chat.Hello{
-		Room: c.room, You: c.who.Name, Replica: o.Replica, Resumed: g.Resumed,
+		Room: c.room, With: c.with, You: c.who.Name, UID: c.who.UserID, Replica: o.Replica, Resumed: g.Resumed,
 		Limits: chat.Limits{MaxText: o.MaxText, MaxFrame: int(o.MaxFrame), Rate: o.Rate, Burst: o.Burst},
 	}))
 	for _, e := range g.Replay {
@@ -257,7 +317,7 @@ func (c *conn) greet(ctx context.Context, g hub.Greeting) error {
 func (c *conn) readLoop(ctx context.Context) error {
 	o := c.s.opts
 	m := o.Metrics
-	limiter := rate.NewLimiter(rate.Limit(o.Rate), o.Burst)
+	limiter := frameLimiter{local: rate.NewLimiter(rate.Limit(o.Rate), o.Burst), shared: o.Limiter, user: c.who.UserID}
 	for {
 		// Not ctx: a context with a Done channel costs a timer registration
 		// per frame. Every end of the connection closes the socket, which
@@ -267,7 +327,7 @@ func (c *conn) readLoop(ctx context.Context) error {
 			return err
 		}
 		m.MessagesReceived.Inc()
-		if !limiter.Allow() {
+		if !limiter.allow(ctx) {
 			m.RateLimited.Inc()
 			var nonce string
 			if cmd, _ := chat.DecodeCommand(data, o.MaxText); cmd != nil {
@@ -297,7 +357,7 @@ func (c *conn) dispatch(ctx context.Context, cmd chat.Command) {
 	var err error
 	switch cmd := cmd.(type) {
 	case chat.Message:
-		err = c.post(ctx, chat.Event{Room: c.room, Kind: chat.KindMessage, From: c.who.Name, Text: cmd.Text, Nonce: cmd.Nonce})
+		err = c.post(ctx, chat.Event{Room: c.room, Kind: chat.KindMessage, From: c.who.Name, UID: c.who.UserID, Text: cmd.Text, Nonce: cmd.Nonce})
 	default:
 		err = fmt.Errorf("%w: %T", errCommand, cmd)
 	}

@@ -36,7 +36,7 @@ type Store interface {
 	// Append stores e; a repeat of (room, sender, nonce) within the
 	// store's dedupe window stores nothing and returns the first ID.
 	Append(ctx context.Context, e chat.Event, sender string) (chat.Ack, error)
-	Join(ctx context.Context, room string, m chat.Member, ttl time.Duration) (chat.ID, []string, error)
+	Join(ctx context.Context, room string, m chat.Member, ttl time.Duration) (chat.ID, []chat.Member, error)
 	Leave(ctx context.Context, room string, m chat.Member) (bool, error)
 	Refresh(ctx context.Context, room string, members []chat.Member, ttl time.Duration) (int, error)
 }
@@ -184,6 +184,7 @@ func (h *Hub) Healthy() error {
 type JoinRequest struct {
 	Room string
 	Name string
+	UID  string // the signed-in user, or empty
 	Conn string // unique connection id
 	// Since, when Resume is set, is the id of the last event the client saw.
 	Since  chat.ID
@@ -199,7 +200,7 @@ func (h *Hub) Join(ctx context.Context, req JoinRequest) (*Session, Greeting, er
 	if h.isClosed() {
 		return nil, g, ErrClosed
 	}
-	s := &Session{h: h, member: chat.Member{Conn: req.Conn, Name: req.Name}, room: req.Room}
+	s := &Session{h: h, member: chat.Member{Conn: req.Conn, Name: req.Name, UID: req.UID}, room: req.Room}
 	if req.Resume {
 		events, last, err := h.store.After(ctx, req.Room, req.Since, h.opts.Batch)
 		switch {

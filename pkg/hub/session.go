@@ -43,8 +43,8 @@ type Greeting struct {
 	Boundary chat.ID
 	// Cursor is where the session starts: Since when resuming, else Boundary.
 	Cursor chat.ID
-	// Online is the distinct names online when the member joined.
-	Online []string
+	// Online is the people online when the member joined, one entry each.
+	Online []chat.Member
 }
 
 // Session is one connection's membership of a room: its cursor and its

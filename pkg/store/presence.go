@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"strings"
@@ -12,15 +13,30 @@ import (
 	"github.com/streamchat/streamchat/pkg/chat"
 )
 
-// The presence set maps "CONN:NAME" to the time (Unix ms) after which the
-// member counts as gone. Replicas refresh their members' expiry; a replica
-// that dies stops refreshing, and whichever replica next reaps the room
-// appends the leave entries.
-func memberKey(m chat.Member) string { return m.Conn + ":" + m.Name }
+// The presence set maps a member to the time (Unix ms) after which it
+// counts as gone: "CONN:NAME" for an anonymous connection, "CONN|UIDHEX|NAME"
+// for a signed-in user's (the user id hex-encoded, since it may hold any
+// separator). Connection ids hold neither ':' nor '|'. Replicas refresh
+// their members' expiry; a replica that dies stops refreshing, and whichever
+// replica next reaps the room appends the leave entries.
+func memberKey(m chat.Member) string {
+	if m.UID != "" {
+		return m.Conn + "|" + hex.EncodeToString([]byte(m.UID)) + "|" + m.Name
+	}
+	return m.Conn + ":" + m.Name
+}
 
-func nameOf(member string) string {
-	_, name, _ := strings.Cut(member, ":")
-	return name
+// parseMember returns a presence member's user id ("" when anonymous) and
+// name.
+func parseMember(member string) (uid, name string) {
+	bar, colon := strings.IndexByte(member, '|'), strings.IndexByte(member, ':')
+	if bar >= 0 && (colon < 0 || bar < colon) {
+		uidHex, name, _ := strings.Cut(member[bar+1:], "|")
+		id, _ := hex.DecodeString(uidHex)
+		return string(id), name
+	}
+	_, name, _ = strings.Cut(member, ":")
+	return "", name
 }
 
 // leaveScript removes one member and appends its leave entry only if this
@@ -28,6 +44,9 @@ func nameOf(member string) string {
 // own replica and a reaping replica race.
 var leaveScript = redis.NewScript(`
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  if ARGV[4] ~= '' then
+    return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'type', 'leave', 'from', ARGV[3], 'uid', ARGV[4])
+  end
   return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'type', 'leave', 'from', ARGV[3])
 end
 return false
@@ -40,10 +59,18 @@ local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LI
 local n = 0
 for _, m in ipairs(expired) do
   if redis.call('ZREM', KEYS[1], m) == 1 then
-    local i = string.find(m, ':', 1, true)
-    local name = m
-    if i then name = string.sub(m, i + 1) end
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'type', 'leave', 'from', name)
+    local bar = string.find(m, '|', 1, true)
+    local colon = string.find(m, ':', 1, true)
+    if bar and (not colon or bar < colon) then
+      -- a signed-in user: CONN|UIDHEX|NAME
+      local bar2 = string.find(m, '|', bar + 1, true) or #m
+      local uid = string.gsub(string.sub(m, bar + 1, bar2 - 1), '..', function(h) return string.char(tonumber(h, 16)) end)
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'type', 'leave', 'from', string.sub(m, bar2 + 1), 'uid', uid)
+    else
+      local name = m
+      if colon then name = string.sub(m, colon + 1) end
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'type', 'leave', 'from', name)
+    end
     n = n + 1
   end
 end
@@ -51,15 +78,15 @@ return n
 `)
 
 // Join marks m online until ttl from now, appends its join entry and
-// returns the entry's ID and the distinct names online, including m.
-func (s *Store) Join(ctx context.Context, room string, m chat.Member, ttl time.Duration) (chat.ID, []string, error) {
+// returns the entry's ID and the people online, including m.
+func (s *Store) Join(ctx context.Context, room string, m chat.Member, ttl time.Duration) (chat.ID, []chat.Member, error) {
 	online, log := s.OnlineKey(room), s.LogKey(room)
 	now := time.Now()
 	var add *redis.StringCmd
 	var names *redis.StringSliceCmd
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.ZAdd(ctx, online, redis.Z{Score: float64(now.Add(ttl).UnixMilli()), Member: memberKey(m)})
-		add = p.XAdd(ctx, s.xaddArgs(log, chat.Event{Kind: chat.KindJoin, From: m.Name}))
+		add = p.XAdd(ctx, s.xaddArgs(log, chat.Event{Kind: chat.KindJoin, From: m.Name, UID: m.UID}))
 		names = p.ZRangeByScore(ctx, online, &redis.ZRangeBy{Min: "(" + msScore(now), Max: "+inf"})
 		return nil
 	})
@@ -70,14 +97,14 @@ func (s *Store) Join(ctx context.Context, room string, m chat.Member, ttl time.D
 	if err != nil {
 		return chat.ID{}, nil, fmt.Errorf("join %s: %w", log, err)
 	}
-	return id, distinctNames(names.Val()), nil
+	return id, distinctPeople(names.Val()), nil
 }
 
 // Leave removes m and appends its leave entry, unless m was already gone
 // (reaped by another replica), in which case it reports false.
 func (s *Store) Leave(ctx context.Context, room string, m chat.Member) (bool, error) {
 	keys := []string{s.OnlineKey(room), s.LogKey(room)}
-	err := leaveScript.Run(ctx, s.rdb, keys, memberKey(m), s.maxLen, m.Name).Err()
+	err := leaveScript.Run(ctx, s.rdb, keys, memberKey(m), s.maxLen, m.Name, m.UID).Err()
 	switch {
 	case err == redis.Nil:
 		return false, nil
@@ -110,16 +137,38 @@ func (s *Store) Refresh(ctx context.Context, room string, members []chat.Member,
 	return n, nil
 }
 
-func distinctNames(members []string) []string {
+// distinctPeople returns the people online, one entry each, sorted by
+// name (then user id), with no connection: anonymous connections count by
+// name, signed-in ones by user id (two tabs of one user are one entry; two
+// users with one name are two).
+func distinctPeople(members []string) []chat.Member {
 	seen := make(map[string]struct{}, len(members))
-	names := make([]string, 0, len(members))
+	people := make([]chat.Member, 0, len(members))
 	for _, m := range members {
-		n := nameOf(m)
-		if _, ok := seen[n]; !ok {
-			seen[n] = struct{}{}
-			names = append(names, n)
+		uid, name := parseMember(m)
+		who := "n:" + name
+		if uid != "" {
+			who = "u:" + uid
+		}
+		if _, ok := seen[who]; !ok {
+			seen[who] = struct{}{}
+			people = append(people, chat.Member{Name: name, UID: uid})
 		}
 	}
-	sort.Strings(names)
+	sort.Slice(people, func(i, j int) bool {
+		if people[i].Name != people[j].Name {
+			return people[i].Name < people[j].Name
+		}
+		return people[i].UID < people[j].UID
+	})
+	return people
+}
+
+func distinctNames(members []string) []string {
+	people := distinctPeople(members)
+	names := make([]string, len(people))
+	for i, p := range people {
+		names[i] = p.Name
+	}
 	return names
 }

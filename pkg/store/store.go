@@ -262,6 +262,12 @@ func (s *Store) fields(e chat.Event) []any {
 	if e.Nonce != "" {
 		values = append(values, fieldNonce, e.Nonce)
 	}
+	if e.UID != "" {
+		values = append(values, fieldUID, e.UID)
+	}
+	if e.Bot {
+		values = append(values, fieldBot, "1")
+	}
 	for k, v := range e.Attrs {
 		values = append(values, attrPrefix+k, v)
 	}
@@ -428,6 +434,8 @@ const (
 	fieldFrom  = "from"
 	fieldText  = "text"
 	fieldNonce = "nonce"
+	fieldUID   = "uid"
+	fieldBot   = "bot"
 	// attrPrefix starts the field of each of an event's attributes.
 	attrPrefix = "a."
 )
@@ -444,14 +452,18 @@ func (s *Store) decode(room string, m redis.XMessage) chat.Event {
 		From:  str(fieldFrom),
 		Text:  str(fieldText),
 		Nonce: str(fieldNonce),
+		UID:   str(fieldUID),
+		Bot:   str(fieldBot) == "1",
 	}
 	// Only entries with fields beyond the fixed ones pay for the map.
 	fixed := 2 // type and from
 	if _, ok := m.Values[fieldText]; ok {
 		fixed++
 	}
-	if _, ok := m.Values[fieldNonce]; ok {
-		fixed++
+	for _, f := range [...]string{fieldNonce, fieldUID, fieldBot} {
+		if _, ok := m.Values[f]; ok {
+			fixed++
+		}
 	}
 	if len(m.Values) > fixed {
 		for k, v := range m.Values {
