@@ -15,6 +15,7 @@ const (
 	CodeUnavailable Code = "unavailable"
 	CodeInternal    Code = "internal"
 	CodeForbidden   Code = "forbidden"
+	CodeNotFound    Code = "not_found"
 	// Sign-in: a missing, bad or expired token; a token that expired
 	// during the connection.
 	CodeUnauthorized Code = "unauthorized"

@@ -73,6 +73,9 @@ func (fakeStorage) Ping(context.Context) error { return nil }
 func (fakeStorage) Stat(context.Context, string) (chat.RoomStat, error) {
 	return chat.RoomStat{}, nil
 }
+func (fakeStorage) Before(context.Context, string, chat.ID, int) ([]chat.Event, bool, error) {
+	return nil, false, nil
+}
 
 // The read loop decodes each frame into a command and dispatches it to the
 // hub; failures come back as error events carrying the command's nonce,

@@ -98,6 +98,12 @@ var table = []row{
 	{"too many connections from one address", is(errAddrFull), fixed(outcome{
 		event:  &chat.Error{Code: chat.CodeRateLimited, Message: "too many connections from your address"},
 		action: drop, status: http.StatusTooManyRequests, metric: metrics.ReasonRefused, level: zapcore.InfoLevel})},
+	{"server API off", is(errNoAPI), fixed(outcome{
+		event:  &chat.Error{Code: chat.CodeNotFound, Message: "the server API is not enabled on this server"},
+		action: drop, status: http.StatusNotFound, metric: metrics.ReasonRefused, level: zapcore.DebugLevel})},
+	{"bad API key", is(errAPIKey), fixed(outcome{
+		event:  &chat.Error{Code: chat.CodeUnauthorized, Message: "Authorization: Bearer with the server's API key is required"},
+		action: drop, status: http.StatusUnauthorized, metric: metrics.ReasonRefused, level: zapcore.InfoLevel})},
 	// The token ran out during the connection: the client gets a fresh one
 	// and reconnects with since.
 	{"token expired", is(errExpired), fixed(outcome{

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/streamchat/streamchat/pkg/chat"
 	"github.com/streamchat/streamchat/pkg/hub"
@@ -51,6 +52,9 @@ type Storage interface {
 	Ping(ctx context.Context) error
 	// Stat describes a room's stream.
 	Stat(ctx context.Context, room string) (chat.RoomStat, error)
+	// Before returns up to n messages older than before, newest first,
+	// and whether more may remain.
+	Before(ctx context.Context, room string, before chat.ID, n int) ([]chat.Event, bool, error)
 }
 
 // FromHub adapts the hub to the gateway's Hub; every wiring site uses it.
@@ -162,6 +166,8 @@ type Server struct {
 
 	sweeper  *wsconn.Sweeper // bounds every write; ended by Drain
 	perAddr  *addrCounter
+	botMu    sync.Mutex
+	bots     map[string]*rate.Limiter // publish API senders without a shared limiter
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	draining bool

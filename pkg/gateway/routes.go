@@ -23,6 +23,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /ws", s.serveWS)
 	// The HTTP API: JSON in and out, failures from the error table.
 	mux.HandleFunc("GET /api/rooms/{room}", s.serveRoom)
+	// The server API, with CHAT_API_KEY (404 without one).
+	mux.HandleFunc("POST /api/rooms/{room}/messages", s.requireKey(s.servePublish))
+	mux.HandleFunc("GET /api/rooms/{room}/messages", s.requireKey(s.serveHistory))
 	// Operations.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

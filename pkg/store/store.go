@@ -318,6 +318,38 @@ func (s *Store) Recent(ctx context.Context, room string, n int) (events []chat.E
 	return events, boundary, nil
 }
 
+// Before returns up to n replayable entries (messages, not joins or
+// leaves) older than before, newest first; with a zero before, the newest.
+// more says whether older ones may remain.
+func (s *Store) Before(ctx context.Context, room string, before chat.ID, n int) (events []chat.Event, more bool, err error) {
+	key := s.LogKey(room)
+	end := "+"
+	if !before.IsZero() {
+		end = "(" + before.String()
+	}
+	for len(events) < n {
+		msgs, err := s.rdb.XRevRangeN(ctx, key, end, "-", historyPage).Result()
+		if err != nil {
+			return nil, false, fmt.Errorf("xrevrange %s: %w", key, err)
+		}
+		for i, m := range msgs {
+			e := s.decode(room, m)
+			if !e.Replayable() {
+				continue
+			}
+			events = append(events, e)
+			if len(events) == n {
+				return events, i < len(msgs)-1 || len(msgs) == historyPage, nil
+			}
+		}
+		if len(msgs) < historyPage {
+			return events, false, nil
+		}
+		end = "(" + msgs[len(msgs)-1].ID
+	}
+	return events, true, nil
+}
+
 // After returns up to count entries after the given ID, oldest first, and
 // the stream's last generated ID. It fails with chat.ErrGap when entries after
 // the ID may be missing, judged from the stream's own bookkeeping in the
