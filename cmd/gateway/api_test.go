@@ -156,4 +156,3 @@ func TestHistoryAPI(t *testing.T) {
 		t.Fatalf("history without the key: %+v", got)
 	}
 }
-

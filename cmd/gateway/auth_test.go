@@ -238,6 +238,17 @@ func TestDirectMessages(t *testing.T) {
 	}
 	anon := startReplica(t, testConfig(cl.redis.URL(), "anon", config.TailShared))
 	refused(t, fmt.Sprintf("ws://%s/ws?room=@bob&name=eve", anon.addr), nil, chat.CodeForbidden)
+
+	// Each user's list of conversations, most recent first.
+	list := func(tok string) apiReply {
+		return apiCall(t, http.MethodGet, fmt.Sprintf("http://%s/api/conversations?token=%s", cl.replicas[1].addr, tok), "", "")
+	}
+	if got := list(hs(t, claims("bob", "Bob"))); got.status != http.StatusOK || fmt.Sprint(got.body["conversations"]) != fmt.Sprintf("[map[room:%s with:carol] map[room:%s with:alice]]", chat.DirectRoom("bob", "carol"), ha.Room) {
+		t.Fatalf("bob's conversations: %+v", got)
+	}
+	if got := apiCall(t, http.MethodGet, fmt.Sprintf("http://%s/api/conversations", cl.replicas[1].addr), "", ""); got.status != http.StatusUnauthorized || got.body["code"] != "unauthorized" {
+		t.Fatalf("conversations without a token: %+v", got)
+	}
 }
 
 // A token that expires during the connection ends it with token_expired

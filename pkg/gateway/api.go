@@ -174,3 +174,36 @@ func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, page)
 }
+
+// serveConversations answers GET /api/conversations for a signed-in user
+// (the token as on the websocket): the users they have direct-message
+// conversations with, most recent first, each with the room=@USERID that
+// opens it.
+func (s *Server) serveConversations(w http.ResponseWriter, r *http.Request) {
+	who, err := s.opts.Auth.Authenticate(r)
+	if err == nil && who.UserID == "" {
+		err = &chat.Error{Code: chat.CodeUnauthorized, Message: "sign-in required"}
+	}
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.StoreTimeout)
+	defer cancel()
+	ids, err := s.store.Conversations(ctx, who.UserID)
+	if err != nil {
+		s.apiError(w, r, fmt.Errorf("conversations: %w: %w", hub.ErrUnavailable, err))
+		return
+	}
+	type conversation struct {
+		With string `json:"with"`
+		Room string `json:"room"`
+	}
+	out := struct {
+		Conversations []conversation `json:"conversations"`
+	}{Conversations: make([]conversation, 0, len(ids))}
+	for _, id := range ids {
+		out.Conversations = append(out.Conversations, conversation{With: id, Room: chat.DirectRoom(who.UserID, id)})
+	}
+	writeJSON(w, http.StatusOK, out)
+}

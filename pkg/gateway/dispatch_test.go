@@ -76,6 +76,10 @@ func (fakeStorage) Stat(context.Context, string) (chat.RoomStat, error) {
 func (fakeStorage) Before(context.Context, string, chat.ID, int) ([]chat.Event, bool, error) {
 	return nil, false, nil
 }
+func (fakeStorage) RecordDirect(context.Context, string, string) error { return nil }
+func (fakeStorage) Conversations(context.Context, string) ([]string, error) {
+	return nil, nil
+}
 
 // The read loop decodes each frame into a command and dispatches it to the
 // hub; failures come back as error events carrying the command's nonce,

@@ -55,6 +55,10 @@ type Storage interface {
 	// Before returns up to n messages older than before, newest first,
 	// and whether more may remain.
 	Before(ctx context.Context, room string, before chat.ID, n int) ([]chat.Event, bool, error)
+	// RecordDirect and Conversations keep each user's list of
+	// direct-message partners.
+	RecordDirect(ctx context.Context, a, b string) error
+	Conversations(ctx context.Context, uid string) ([]string, error)
 }
 
 // FromHub adapts the hub to the gateway's Hub; every wiring site uses it.

@@ -214,6 +214,13 @@ func (c *conn) serve(p joinParams) (loop func()) {
 		return nil
 	}
 	c.sess = sess
+	if c.with != "" {
+		// Both users' lists show the conversation from now on; a failure
+		// costs the list an entry, not the conversation.
+		if err := c.s.store.RecordDirect(ctx, c.who.UserID, c.with); err != nil {
+			c.logf(zapcore.WarnLevel, "record direct conversation", zap.Error(err))
+		}
+	}
 	m.ConnsOpened.Inc()
 	m.ConnsOpen.Inc()
 	c.logf(zapcore.InfoLevel, "connection opened", zap.Bool("resumed", greeting.Resumed), zap.Stringer("cursor", greeting.Boundary))

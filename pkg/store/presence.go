@@ -172,3 +172,38 @@ func distinctNames(members []string) []string {
 	}
 	return names
 }
+
+// DirectKey is the sorted set of a user's direct-message partners, scored
+// by the last time either opened the conversation: PREFIX:{u:UID}:dms.
+func (s *Store) DirectKey(uid string) string { return s.prefix + ":{u:" + uid + "}:dms" }
+
+// maxConversations bounds each user's list of direct-message partners.
+const maxConversations = 200
+
+// RecordDirect notes that a and b have a direct-message conversation, in
+// both users' lists (each user's list is one key, on its own shard).
+func (s *Store) RecordDirect(ctx context.Context, a, b string) error {
+	now := float64(time.Now().UnixMilli())
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, pair := range [][2]string{{a, b}, {b, a}} {
+			key := s.DirectKey(pair[0])
+			p.ZAdd(ctx, key, redis.Z{Score: now, Member: pair[1]})
+			p.ZRemRangeByRank(ctx, key, 0, -maxConversations-1)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record direct %s/%s: %w", a, b, err)
+	}
+	return nil
+}
+
+// Conversations returns the user ids uid has direct-message conversations
+// with, most recently opened first.
+func (s *Store) Conversations(ctx context.Context, uid string) ([]string, error) {
+	ids, err := s.rdb.ZRevRange(ctx, s.DirectKey(uid), 0, maxConversations-1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("conversations of %s: %w", uid, err)
+	}
+	return ids, nil
+}
