@@ -20,6 +20,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/streamchat/streamchat/pkg/config"
+	"github.com/streamchat/streamchat/pkg/token"
 )
 
 // EnvArtifacts names the directory the browser test writes its screenshots
@@ -234,19 +235,10 @@ func jsString(s string) string {
 
 // TestBrowser drives the embedded client in real headless Chromium against
 // two real replicas on one real Redis.
-func TestBrowser(t *testing.T) {
+// startBrowser starts headless Chromium for the test and returns its context.
+func startBrowser(t *testing.T) context.Context {
+	t.Helper()
 	bin := findChromium(t)
-	artifacts := os.Getenv(EnvArtifacts)
-	if artifacts == "" {
-		artifacts = t.TempDir()
-	} else if err := os.MkdirAll(artifacts, 0o755); err != nil {
-		t.Fatal(err)
-	}
-
-	cl := startCluster(t, 2, config.TailShared, unlimited)
-	r1, r2 := cl.replicas[0], cl.replicas[1]
-	room := uniqueRoom("web")
-
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(bin),
 		chromedp.Headless,
@@ -263,12 +255,27 @@ func TestBrowser(t *testing.T) {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1100, 720),
 	)
-	defer cancelAlloc()
+	t.Cleanup(cancelAlloc)
 	browser, cancelBrowser := chromedp.NewContext(allocCtx)
-	defer cancelBrowser()
+	t.Cleanup(cancelBrowser)
 	if err := chromedp.Do(browser, chromedp.Navigate("about:blank")); err != nil {
 		t.Fatalf("start %s: %v (%s)", bin, err, chromiumHint)
 	}
+	return browser
+}
+
+func TestBrowser(t *testing.T) {
+	artifacts := os.Getenv(EnvArtifacts)
+	if artifacts == "" {
+		artifacts = t.TempDir()
+	} else if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	cl := startCluster(t, 2, config.TailShared, unlimited)
+	r1, r2 := cl.replicas[0], cl.replicas[1]
+	room := uniqueRoom("web")
+	browser := startBrowser(t)
 
 	a := newTab(t, browser, "A")
 	b := newTab(t, browser, "B")
@@ -384,4 +391,40 @@ func restartReplica(t *testing.T, r *replica) *replica {
 	cfg := r.cfg
 	cfg.Addr = r.addr
 	return startReplica(t, cfg)
+}
+
+// Signed in with tokens: the page shows the user's name from the token,
+// opens a direct conversation from the online list, and the other user,
+// on another replica, finds it in their list and reads it.
+func TestBrowserSignedIn(t *testing.T) {
+	cl := startCluster(t, 2, config.TailShared, func(c *config.Config) { jwtMode(c); unlimited(c) })
+	r1, r2 := cl.replicas[0], cl.replicas[1]
+	room := uniqueRoom("signed")
+	browser := startBrowser(t)
+	a := newTab(t, browser, "alice")
+	b := newTab(t, browser, "bob")
+	open := func(tb *tab, r *replica, c token.Claims) {
+		tb.do(chromedp.Navigate(fmt.Sprintf("http://%s/?token=%s#/r/%s", r.addr, hs(t, c), room)))
+		tb.waitLive()
+	}
+	open(a, r1, claims("alice", "Alice Liddell"))
+	open(b, r2, claims("bob", "Bob"))
+	a.waitJS("own name from the token", `[...document.querySelectorAll('#online li')].some(li => li.dataset.uid === 'alice' && li.textContent.startsWith('Alice Liddell (you)'))`)
+	if got, err := chromedp.Run(a.ctx, chromedp.Evaluate[string](`location.search`)); err != nil || got != "" {
+		t.Fatalf("the token stayed in the address: %q %v", got, err)
+	}
+	a.waitJS("bob online", `document.querySelector('#online li[data-uid="bob"] button.dm') !== null`)
+	a.do(chromedp.Click(`#online li[data-uid="bob"] button.dm`))
+	a.waitJS("in the conversation with bob", `document.querySelector('#room-title').textContent === '@bob' && document.querySelector('#status').dataset.state === 'live'`)
+	a.send("just between us")
+	a.waitJS("delivered", delivered("just between us"))
+
+	b.waitJS("the conversation in bob's list", `document.querySelector('#dm-list a[data-with="alice"]') !== null`)
+	b.do(chromedp.Click(`#dm-list a[data-with="alice"]`))
+	b.waitJS("bob reads it", hasMessage("just between us"))
+	b.waitJS("from Alice", `[...document.querySelectorAll('#messages .msg')].some(li => li.dataset.from === 'Alice Liddell' && !li.classList.contains('mine'))`)
+	b.send("likewise")
+	a.waitJS("the answer on alice's page", hasMessage("likewise"))
+	a.check()
+	b.check()
 }

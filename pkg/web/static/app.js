@@ -13,14 +13,20 @@ const ui = {
   messages: $("messages"), online: $("online"), onlineCount: $("online-count"),
   status: $("status"), text: $("text"), send: $("send-button"), counter: $("counter"),
   jump: $("jump"), name: $("name"), room: $("room"), recent: $("recent"), roomTitle: $("room-title"),
+  dms: $("dms"), dmList: $("dm-list"), nameField: $("name-field"),
 };
 
+// Signed in: a token from the page's ?token= (kept for this tab), or the
+// chat_token cookie that the embedding site sets (sent by the browser
+// itself). The server then says who we are in hello.
+const token = takeToken();
 let conn = null;
 let me = "";
+let myUid = "";
 let maxText = 4000;
 let replaying = false;
 let presenceLive = false; // join/leave count only after our own join
-const online = new Map(); // name -> connections
+const online = new Map(); // "u:UID" or "n:NAME" -> { name, uid, n }
 const pending = new Map(); // nonce -> { li, text, acked, sentOn, retries }
 const shown = new Set(); // stream ids already on the page
 let unseen = 0;
@@ -94,10 +100,11 @@ function timeOf(ts) {
 
 // messageItem builds one message; consecutive messages of one sender within
 // a few minutes are grouped under one name and time.
-function messageItem(from, text, ts, replay) {
+function messageItem(from, uid, text, ts, replay) {
+  const mine = uid ? uid === myUid : from === me;
   const li = document.createElement("li");
   li.className = "msg";
-  if (from === me) li.classList.add("mine");
+  if (mine) li.classList.add("mine");
   if (replay) li.classList.add("replay");
   li.dataset.from = from;
   li.dataset.ts = String(ts ? Date.parse(ts) : Date.now());
@@ -112,7 +119,7 @@ function messageItem(from, text, ts, replay) {
   name.className = "from";
   name.textContent = from;
   meta.append(name);
-  if (from === me) {
+  if (mine) {
     const you = document.createElement("span");
     you.className = "you";
     you.textContent = "(you)";
@@ -126,16 +133,54 @@ function messageItem(from, text, ts, replay) {
   return li;
 }
 
+function personKey(name, uid) { return uid ? `u:${uid}` : `n:${name}`; }
+
 function renderOnline() {
   ui.online.replaceChildren();
-  const names = [...online.keys()].sort((a, b) => a.localeCompare(b));
-  for (const n of names) {
+  const people = [...online.values()].sort((a, b) => a.name.localeCompare(b.name));
+  for (const p of people) {
     const li = document.createElement("li");
-    li.textContent = n === me ? `${n} (you)` : n;
-    li.dataset.name = n;
+    const self = p.uid ? p.uid === myUid : p.name === me;
+    li.textContent = self ? `${p.name} (you)` : p.name;
+    li.dataset.name = p.name;
+    if (p.uid) li.dataset.uid = p.uid;
+    if (p.uid && !self && myUid) {
+      // Signed in: talk to them in private.
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "dm";
+      b.textContent = "Message";
+      b.setAttribute("aria-label", `Message ${p.name} privately`);
+      b.addEventListener("click", () => { location.hash = roomHash(`@${p.uid}`); });
+      li.append(" ", b);
+    }
     ui.online.append(li);
   }
-  ui.onlineCount.textContent = `(${names.length})`;
+  ui.onlineCount.textContent = `(${people.length})`;
+}
+
+// renderConversations lists the signed-in user's direct-message partners.
+function renderConversations(list) {
+  ui.dms.hidden = !myUid;
+  ui.dmList.replaceChildren();
+  for (const c of list) {
+    const li = document.createElement("li");
+    const a = document.createElement("a");
+    a.href = roomHash(`@${c.with}`);
+    a.textContent = `@${c.with}`;
+    a.dataset.with = c.with;
+    li.append(a);
+    ui.dmList.append(li);
+  }
+}
+
+async function loadConversations() {
+  if (!myUid) return;
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  try {
+    const r = await fetch("/api/conversations", { headers, credentials: "same-origin" });
+    if (r.ok) renderConversations((await r.json()).conversations || []);
+  } catch { /* offline: the next poll tries again */ }
 }
 
 function setStatus(state, detail) {
@@ -173,6 +218,12 @@ function onEvent(ev) {
   switch (ev.type) {
     case "hello":
       maxText = ev.limits?.max_text || maxText;
+      if (ev.uid) {
+        me = ev.you;
+        myUid = ev.uid;
+        ui.roomTitle.textContent = ev.with ? `@${ev.with}` : `#${ev.room}`;
+        loadConversations();
+      }
       presenceLive = false;
       if (!ev.resumed) {
         clearHistory();
@@ -181,7 +232,12 @@ function onEvent(ev) {
       break;
     case "ready": {
       online.clear();
-      for (const n of ev.online || []) online.set(n, 1);
+      const users = new Map((ev.users || []).map((u) => [u.name, []]));
+      for (const u of ev.users || []) users.get(u.name).push(u.uid);
+      for (const n of ev.online || []) {
+        const uid = users.get(n)?.shift() || "";
+        online.set(personKey(n, uid), { name: n, uid, n: 1 });
+      }
       renderOnline();
       if (replaying && ui.messages.querySelector(".msg.replay")) divider("now");
       replaying = false;
@@ -189,7 +245,7 @@ function onEvent(ev) {
       break;
     }
     case "message": {
-      const p = ev.nonce && ev.from === me ? pending.get(ev.nonce) : null;
+      const p = ev.nonce && (ev.uid ? ev.uid === myUid : ev.from === me) ? pending.get(ev.nonce) : null;
       if (p) {
         pending.delete(ev.nonce);
         p.li.classList.remove("pending", "failed");
@@ -198,7 +254,7 @@ function onEvent(ev) {
         return;
       }
       if (replaying && !ui.messages.querySelector(".msg.replay")) divider("earlier messages");
-      const li = messageItem(ev.from, ev.text, ev.ts, ev.replay);
+      const li = messageItem(ev.from, ev.uid, ev.text, ev.ts, ev.replay);
       li.dataset.id = ev.id;
       append(li);
       break;
@@ -206,10 +262,12 @@ function onEvent(ev) {
     case "join":
     case "leave":
       if (presenceLive) {
-        const n = (online.get(ev.from) || 0) + (ev.type === "join" ? 1 : -1);
-        if (n > 0) online.set(ev.from, n); else online.delete(ev.from);
+        const key = personKey(ev.from, ev.uid);
+        const p = online.get(key) || { name: ev.from, uid: ev.uid || "", n: 0 };
+        p.n += ev.type === "join" ? 1 : -1;
+        if (p.n > 0) online.set(key, p); else online.delete(key);
         renderOnline();
-      } else if (ev.type === "join" && ev.from === me && conn?.live) {
+      } else if (ev.type === "join" && (ev.uid ? ev.uid === myUid : ev.from === me) && conn?.live) {
         presenceLive = true; // ready.online already counts us and everyone before us
       }
       if (!ev.replay && conn?.live) notice(`${ev.from} ${ev.type === "join" ? "joined" : "left"}`);
@@ -268,7 +326,7 @@ function resendUnacknowledged() {
 
 function sendText(text) {
   const nonce = randomId();
-  const li = messageItem(me, text, null, false);
+  const li = messageItem(me, myUid, text, null, false);
   li.classList.add("pending");
   li.dataset.nonce = nonce;
   ui.messages.append(li); // your own message always scrolls into view
@@ -299,10 +357,12 @@ function renderRecent(current) {
 }
 
 function join(room) {
-  me = ui.name.value.trim();
-  if (!me) { ui.name.focus(); return; }
-  localStorage.setItem("username", me);
-  document.cookie = `username=${encodeURIComponent(me)}; path=/; max-age=31536000; SameSite=Strict`;
+  if (!signedIn()) {
+    me = ui.name.value.trim();
+    if (!me) { ui.name.focus(); return; }
+    localStorage.setItem("username", me);
+    document.cookie = `username=${encodeURIComponent(me)}; path=/; max-age=31536000; SameSite=Strict`;
+  }
   if (conn) conn.stop();
   ui.messages.replaceChildren();
   pending.clear();
@@ -311,10 +371,10 @@ function join(room) {
   renderOnline();
   unseen = 0;
   ui.jump.hidden = true;
-  ui.roomTitle.textContent = `#${room}`;
-  document.title = `#${room} · streamchat`;
-  rememberRoom(room);
-  conn = new RoomConnection({ room, name: me, clientKey: clientKey(), onEvent, onStatus: setStatus });
+  ui.roomTitle.textContent = room.startsWith("@") ? room : `#${room}`;
+  document.title = `${ui.roomTitle.textContent} · streamchat`;
+  if (!room.startsWith("@")) rememberRoom(room);
+  conn = new RoomConnection({ room, name: me, token, clientKey: clientKey(), onEvent, onStatus: setStatus, refreshToken: tokenRefresher() });
   conn.start();
   ui.text.focus();
 }
@@ -336,24 +396,58 @@ function clientKey() {
   return key;
 }
 
+// The room is in the URL: #/r/lobby, or #/r/@USERID for a direct
+// conversation (the id percent-encoded).
 function roomFromHash() {
-  const m = location.hash.match(/^#\/r\/([a-z0-9][a-z0-9_-]{0,63})$/);
-  return m ? m[1] : "";
+  const m = location.hash.match(/^#\/r\/([a-z0-9][a-z0-9_-]{0,63}|@[^\s]{1,400})$/);
+  if (!m) return "";
+  if (!m[1].startsWith("@")) return m[1];
+  let uid = "";
+  try { uid = decodeURIComponent(m[1].slice(1)); } catch { return ""; }
+  return /^[!-~]{1,128}$/.test(uid) ? `@${uid}` : "";
+}
+
+function roomHash(room) {
+  return room.startsWith("@") ? `#/r/@${encodeURIComponent(room.slice(1))}` : `#/r/${room}`;
+}
+
+// takeToken moves a ?token= from the address into this tab's storage, so it
+// is neither bookmarked nor sent to other sites as a referrer.
+function takeToken() {
+  const params = new URLSearchParams(location.search);
+  const t = params.get("token");
+  if (t) {
+    sessionStorage.setItem("chatToken", t);
+    params.delete("token");
+    const q = params.toString();
+    history.replaceState(null, "", location.pathname + (q ? `?${q}` : "") + location.hash);
+  }
+  return sessionStorage.getItem("chatToken") || "";
+}
+
+// signedIn: a token, or a chat_token cookie the site set (this script
+// cannot read an HttpOnly one, so a hint cookie counts as well).
+function signedIn() { return Boolean(token) || /(^|;\s*)chat_signed_in=/.test(document.cookie); }
+
+// tokenRefresher is the embedding page's window.streamchatToken, an async
+// function that returns a fresh token when the old one expires.
+function tokenRefresher() {
+  return typeof window.streamchatToken === "function" ? window.streamchatToken : null;
 }
 
 $("join").addEventListener("submit", (e) => {
   e.preventDefault();
   const room = ui.room.value.trim() || "lobby";
   if (roomFromHash() === room && conn && conn.room === room && conn.name === ui.name.value.trim()) return;
-  if (roomFromHash() !== room) location.hash = `#/r/${room}`; // hashchange joins
+  if (roomFromHash() !== room) location.hash = roomHash(room); // hashchange joins
   else join(room);
 });
 
 window.addEventListener("hashchange", () => {
   const room = roomFromHash();
   if (!room) return;
-  ui.room.value = room;
-  if (ui.name.value.trim()) join(room);
+  if (!room.startsWith("@")) ui.room.value = room;
+  if (ui.name.value.trim() || signedIn()) join(room);
 });
 
 $("send").addEventListener("submit", (e) => {
@@ -392,8 +486,14 @@ ui.jump.addEventListener("click", () => {
 // ---------- start ----------
 
 ui.name.value = localStorage.getItem("username") || "";
+if (signedIn()) {
+  // The token names us: no name to type.
+  ui.nameField.hidden = true;
+  ui.name.required = false;
+  setInterval(loadConversations, 10000);
+}
 const initial = roomFromHash();
-if (initial) ui.room.value = initial;
+if (initial && !initial.startsWith("@")) ui.room.value = initial;
 renderRecent(initial);
-if (initial && ui.name.value) join(initial);
-else (ui.name.value ? ui.room : ui.name).focus();
+if (initial && (ui.name.value || signedIn())) join(initial);
+else (ui.name.value || signedIn() ? ui.room : ui.name).focus();

@@ -11,9 +11,14 @@ export class RoomConnection {
   // clientKey names this browser across reconnects and reloads: the server
   // stores each of its nonces once, so a message resent after a drop is
   // not doubled.
-  constructor({ room, name, clientKey, onEvent, onStatus }) {
+  // token signs in (when set; a chat_token cookie does too); refreshToken,
+  // when given, is asked for a fresh one when the server ends the
+  // connection because the token expired.
+  constructor({ room, name, token, clientKey, onEvent, onStatus, refreshToken }) {
     this.room = room;
     this.name = name;
+    this.token = token;
+    this.refreshToken = refreshToken;
     this.clientKey = clientKey;
     this.onEvent = onEvent;
     this.onStatus = onStatus;
@@ -59,7 +64,9 @@ export class RoomConnection {
   open() {
     clearInterval(this.countdown);
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    const q = new URLSearchParams({ room: this.room, name: this.name });
+    const q = new URLSearchParams({ room: this.room });
+    if (this.name) q.set("name", this.name);
+    if (this.token) q.set("token", this.token);
     if (this.clientKey) q.set("client", this.clientKey);
     if (this.lastId) q.set("since", this.lastId);
     this.onStatus(this.attempt ? "reconnecting" : "connecting", 0);
@@ -83,6 +90,16 @@ export class RoomConnection {
       if (this.ws !== ws || this.stopped) return;
       this.ws = null;
       this.live = false;
+      if (e.code === 1008 && e.reason === "token_expired" && this.refreshToken) {
+        // A fresh token, then a resume from the last event: nothing lost.
+        Promise.resolve(this.refreshToken()).then((t) => {
+          if (this.stopped) return;
+          this.token = t;
+          sessionStorage.setItem("chatToken", t);
+          this.retry(true);
+        }, () => this.onStatus("offline", "sign-in expired"));
+        return;
+      }
       if (e.code === 1008) { // refused: reconnecting would be refused again
         this.onStatus("offline", e.reason || "refused");
         return;
