@@ -196,7 +196,7 @@ func runAbuse(ctx context.Context, cfg abuseConfig, stdout, stderr io.Writer) (e
 	defer normal.disconnect()
 	for room := range cfg.rooms {
 		for i := range cfg.clients {
-			if err := normal.join(ctx, addrs[(room+i)%2], fmt.Sprintf("normal-%d", room), fmt.Sprintf("n%d", i), nil); err != nil {
+			if err := normal.join(ctx, addrs[(room+i)%2], fmt.Sprintf("normal-%d", room), fmt.Sprintf("n%d", i), fromAddr("127.0.0.2")); err != nil {
 				return fmt.Errorf("normal client: %w", err)
 			}
 		}
@@ -306,6 +306,14 @@ func runAbuse(ctx context.Context, cfg abuseConfig, stdout, stderr io.Writer) (e
 	return nil
 }
 
+// fromAddr is an HTTP client whose connections leave from ip: the normal
+// clients are not the abusers' address, as on a real network, so the
+// per-address cap keeps the abusers out and lets them in.
+func fromAddr(ip string) *http.Client {
+	d := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+}
+
 func indexOf(gs []*gauge, g *gauge) int {
 	for i := range gs {
 		if gs[i] == g {
@@ -373,11 +381,28 @@ func rawWS(addr, query string) (net.Conn, *bufio.Reader, error) {
 		return nil, nil, err
 	}
 	_ = c.SetReadDeadline(time.Time{})
+	if resp.StatusCode == http.StatusTooManyRequests {
+		c.Close()
+		return nil, nil, errTooMany
+	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		c.Close()
 		return nil, nil, fmt.Errorf("handshake: %s", resp.Status)
 	}
 	return c, br, nil
+}
+
+// errTooMany is a handshake refused with 429: the per-address cap at work.
+var errTooMany = errors.New("429: too many connections from this address")
+
+// open is rawWS for an abuser: a refusal by the per-address cap counts as
+// handled, as it should be.
+func (a *abuser) open(addr, query string) (net.Conn, *bufio.Reader, bool) {
+	c, br, err := rawWS(addr, query)
+	if errors.Is(err, errTooMany) {
+		a.refused.Add(1)
+	}
+	return c, br, err == nil
 }
 
 // frameHeader is a masked client frame header for a payload of n bytes.
@@ -419,8 +444,8 @@ func abusersFor(addrs []string) []*abuser {
 		}},
 		{name: "random bytes after the handshake", run: func(ctx context.Context, a *abuser) {
 			every(ctx, 50*time.Millisecond, 50, func() {
-				c, _, err := rawWS(pick(a.tried.Add(1)), room)
-				if err != nil {
+				c, _, ok := a.open(pick(a.tried.Add(1)), room)
+				if !ok {
 					return
 				}
 				defer c.Close()
@@ -430,8 +455,8 @@ func abusersFor(addrs []string) []*abuser {
 		}},
 		{name: "a frame claiming 1 TiB", run: func(ctx context.Context, a *abuser) {
 			every(ctx, 100*time.Millisecond, 20, func() {
-				c, _, err := rawWS(pick(a.tried.Add(1)), room)
-				if err != nil {
+				c, _, ok := a.open(pick(a.tried.Add(1)), room)
+				if !ok {
 					return
 				}
 				defer c.Close()
@@ -442,8 +467,8 @@ func abusersFor(addrs []string) []*abuser {
 		}},
 		{name: "half a frame, then silence", run: func(ctx context.Context, a *abuser) {
 			every(ctx, 200*time.Millisecond, 40, func() {
-				c, _, err := rawWS(pick(a.tried.Add(1)), room)
-				if err != nil {
+				c, _, ok := a.open(pick(a.tried.Add(1)), room)
+				if !ok {
 					return
 				}
 				defer c.Close()
@@ -455,8 +480,8 @@ func abusersFor(addrs []string) []*abuser {
 		}},
 		{name: "invalid UTF-8 and bad JSON, fast", run: func(ctx context.Context, a *abuser) {
 			every(ctx, 500*time.Millisecond, 4, func() {
-				c, _, err := rawWS(pick(a.tried.Add(1)), room)
-				if err != nil {
+				c, _, ok := a.open(pick(a.tried.Add(1)), room)
+				if !ok {
 					return
 				}
 				defer c.Close()
@@ -483,8 +508,8 @@ func abusersFor(addrs []string) []*abuser {
 		}},
 		{name: "flood of messages, never reading", run: func(ctx context.Context, a *abuser) {
 			every(ctx, time.Second, 4, func() {
-				c, _, err := rawWS(pick(a.tried.Add(1)), "room=normal-1&name=flood")
-				if err != nil {
+				c, _, ok := a.open(pick(a.tried.Add(1)), "room=normal-1&name=flood")
+				if !ok {
 					return
 				}
 				defer c.Close()
@@ -510,10 +535,13 @@ func abusersFor(addrs []string) []*abuser {
 						a.tried.Add(1)
 						dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 						defer cancel()
-						ws, _, err := websocket.Dial(dctx, fmt.Sprintf("ws://%s/ws?room=burst-%d&name=b%d", pick(int64(i)), i%10, i), nil)
-						if err == nil {
+						ws, resp, err := websocket.Dial(dctx, fmt.Sprintf("ws://%s/ws?room=burst-%d&name=b%d", pick(int64(i)), i%10, i), nil)
+						switch {
+						case err == nil:
 							_ = ws.CloseNow()
 							a.refused.Add(1)
+						case resp != nil && resp.StatusCode == http.StatusTooManyRequests:
+							a.refused.Add(1) // the per-address cap
 						}
 					}()
 				}
@@ -526,8 +554,8 @@ func abusersFor(addrs []string) []*abuser {
 		}},
 		{name: "joined, never reading", run: func(ctx context.Context, a *abuser) {
 			every(ctx, 100*time.Millisecond, 50, func() {
-				c, _, err := rawWS(pick(a.tried.Add(1)), "room=normal-2&name=deaf")
-				if err != nil {
+				c, _, ok := a.open(pick(a.tried.Add(1)), "room=normal-2&name=deaf")
+				if !ok {
 					return
 				}
 				defer c.Close()
