@@ -428,3 +428,25 @@ func TestConnectionLimits(t *testing.T) {
 		t.Fatalf("half-sent headers: %v; want the server to close the socket", err)
 	}
 }
+
+// gateway token prints a token the gateway accepts.
+func TestMintCommand(t *testing.T) {
+	cfg := config.Default()
+	cfg.JWTSecret = testSecret
+	var out, errs strings.Builder
+	if err := mintMain(cfg, []string{"-sub", "alice", "-name", "Alice", "-rooms", "lobby, team-*", "-ttl", "10m"}, &out, &errs); err != nil {
+		t.Fatalf("%v: %s", err, errs.String())
+	}
+	v, err := token.New(token.Options{Secret: []byte(testSecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	who, err := v.Verify(strings.TrimSpace(out.String()))
+	if err != nil || who.UserID != "alice" || who.Name != "Alice" || fmt.Sprint(who.Rooms) != "[lobby team-*]" || time.Until(who.Expires) > 10*time.Minute {
+		t.Fatalf("minted token: %+v %v", who, err)
+	}
+	cfg.JWTSecret = ""
+	if err := mintMain(cfg, []string{"-sub", "alice"}, &out, &errs); err == nil || !strings.Contains(err.Error(), "CHAT_JWT_SECRET") {
+		t.Fatalf("without a secret: %v", err)
+	}
+}

@@ -19,7 +19,8 @@ func TestFromEnvDefaults(t *testing.T) {
 	}
 	if c.DedupeWindow != 5*time.Minute || c.AckWaitReplicas != 0 || c.AckWaitTimeout != time.Second || c.StoreTimeout != 5*time.Second ||
 		c.WriteTimeout != 10*time.Second || c.HTTPReadTimeout != 15*time.Second || c.HTTPWriteTimeout != 30*time.Second ||
-		c.HTTPIdleTimeout != time.Minute || len(c.AllowedHosts) != 0 {
+		c.HTTPIdleTimeout != time.Minute || len(c.AllowedHosts) != 0 || c.Auth != AuthAnonymous || c.MaxConnsPerIP != 50 ||
+		c.HTTPHeaderTimeout != 10*time.Second || c.HTTPMaxHeaderBytes != 16384 || c.APIKey != "" {
 		t.Fatalf("unexpected reliability defaults: %+v", c)
 	}
 	if c.ReplicaID == "" {
@@ -80,6 +81,13 @@ func TestFromEnvRejects(t *testing.T) {
 		{"write timeout", "CHAT_WRITE_TIMEOUT", "1ms"},
 		{"idle timeout", "CHAT_HTTP_IDLE_TIMEOUT", "1ms"},
 		{"read timeout", "CHAT_HTTP_READ_TIMEOUT", "1ms"},
+		{"auth mode", "CHAT_AUTH", "ldap"},
+		{"jwt without a key", "CHAT_AUTH", "jwt"},
+		{"short secret", "CHAT_JWT_SECRET", "short"},
+		{"short API key", "CHAT_API_KEY", "abc"},
+		{"conns per ip", "CHAT_MAX_CONNS_PER_IP", "-1"},
+		{"header timeout", "CHAT_HTTP_HEADER_TIMEOUT", "1ms"},
+		{"header bytes", "CHAT_HTTP_MAX_HEADER_BYTES", "10"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -89,5 +97,17 @@ func TestFromEnvRejects(t *testing.T) {
 				t.Fatalf("FromEnv with %s=%q: error %v does not name the variable", tt.key, tt.value, err)
 			}
 		})
+	}
+}
+
+func TestJWTKeySources(t *testing.T) {
+	t.Setenv("CHAT_AUTH", "jwt")
+	t.Setenv("CHAT_JWT_SECRET", strings.Repeat("s", 32))
+	if _, err := FromEnv(); err != nil {
+		t.Fatalf("jwt with a secret: %v", err)
+	}
+	t.Setenv("CHAT_JWT_JWKS_URL", "https://id.example.com/.well-known/jwks.json")
+	if _, err := FromEnv(); err == nil || !strings.Contains(err.Error(), "CHAT_AUTH") {
+		t.Fatalf("jwt with two key sources: %v", err)
 	}
 }
