@@ -39,6 +39,11 @@ func ValidClientKey(key string) bool {
 	return true
 }
 
+// BadRoom is the error for a room name that ValidRoom refuses.
+func BadRoom() *Error {
+	return &Error{Code: CodeBadRoom, Message: "room must match ^[a-z0-9][a-z0-9_-]{0,63}$"}
+}
+
 // ValidRoom reports whether room matches ^[a-z0-9][a-z0-9_-]{0,63}$. Rooms
 // become part of Redis keys, so the alphabet is deliberately narrow.
 func ValidRoom(room string) bool {

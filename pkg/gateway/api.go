@@ -54,7 +54,7 @@ type publishBody struct {
 func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 	room := r.PathValue("room")
 	if !chat.ValidRoom(room) {
-		s.apiError(w, r, &chat.Error{Code: chat.CodeBadRoom, Message: "room must match ^[a-z0-9][a-z0-9_-]{0,63}$"})
+		s.apiError(w, r, chat.BadRoom())
 		return
 	}
 	var body publishBody
@@ -132,7 +132,7 @@ func (s *Server) botAllowed(ctx context.Context, from string) bool {
 func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request) {
 	room := r.PathValue("room")
 	if !chat.ValidRoom(room) {
-		s.apiError(w, r, &chat.Error{Code: chat.CodeBadRoom, Message: "room must match ^[a-z0-9][a-z0-9_-]{0,63}$"})
+		s.apiError(w, r, chat.BadRoom())
 		return
 	}
 	q := r.URL.Query()

@@ -118,7 +118,7 @@ type roomInfo struct {
 func (s *Server) serveRoom(w http.ResponseWriter, r *http.Request) {
 	room := r.PathValue("room")
 	if !chat.ValidRoom(room) {
-		s.apiError(w, r, &chat.Error{Code: chat.CodeBadRoom, Message: "room must match ^[a-z0-9][a-z0-9_-]{0,63}$"})
+		s.apiError(w, r, chat.BadRoom())
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.StoreTimeout)

@@ -63,7 +63,7 @@ func parseParams(r *http.Request) (joinParams, *chat.Error) {
 		}
 		p.with = uid
 	} else if !chat.ValidRoom(p.room) {
-		return p, &chat.Error{Code: chat.CodeBadRoom, Message: "room must match ^[a-z0-9][a-z0-9_-]{0,63}$"}
+		return p, chat.BadRoom()
 	}
 	if since := q.Get("since"); since != "" {
 		// A malformed id is not an error: the client gets the replay.

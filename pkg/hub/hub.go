@@ -241,7 +241,9 @@ func (h *Hub) Join(ctx context.Context, req JoinRequest) (*Session, Greeting, er
 func (h *Hub) Post(ctx context.Context, e chat.Event, sender string) (chat.Ack, error) {
 	switch {
 	case !chat.ValidRoom(e.Room):
-		return chat.Ack{}, &chat.Error{Code: chat.CodeBadRoom, Message: "room must match ^[a-z0-9][a-z0-9_-]{0,63}$", Nonce: e.Nonce}
+		bad := chat.BadRoom()
+		bad.Nonce = e.Nonce
+		return chat.Ack{}, bad
 	case e.Kind == "" || e.Kind == chat.KindJoin || e.Kind == chat.KindLeave:
 		return chat.Ack{}, &chat.Error{Code: chat.CodeBadRequest, Message: "not a kind of entry that can be posted", Nonce: e.Nonce}
 	case e.Kind == chat.KindMessage && strings.TrimSpace(e.Text) == "":
