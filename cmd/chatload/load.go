@@ -19,6 +19,7 @@ import (
 
 	"github.com/streamchat/streamchat/pkg/chat"
 	"github.com/streamchat/streamchat/pkg/client"
+	"github.com/streamchat/streamchat/pkg/token"
 )
 
 // loadConfig is one workload.
@@ -36,6 +37,9 @@ type loadConfig struct {
 	Progress   io.Writer
 	Idle       bool   // connect and hold only: no publishing
 	Sample     func() // called once publishing ends, connections still open
+	// Secret, when set, signs every client in with an HS256 token (the
+	// gateways run CHAT_AUTH=jwt with this CHAT_JWT_SECRET).
+	Secret []byte
 }
 
 // result is what one run measured.
@@ -217,6 +221,13 @@ func runLoad(ctx context.Context, cfg loadConfig) (*result, error) {
 		}
 		r.receivers = append(r.receivers, rc)
 		u := fmt.Sprintf("%s/ws?room=%s&name=u%d", strings.TrimSuffix(cfg.URLs[i%len(cfg.URLs)], "/"), url.QueryEscape(r.name), i)
+		if cfg.Secret != nil {
+			t, err := token.Mint(cfg.Secret, fmt.Sprint("u", i), "", nil, 24*time.Hour)
+			if err != nil {
+				return nil, err
+			}
+			u += "&token=" + t
+		}
 		hc := transports[i%len(transports)]
 		sem <- struct{}{}
 		wg.Add(1)

@@ -41,6 +41,7 @@ func suiteMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	conns := fs.String("conns", "", "instead: idle connection steps on one replica, e.g. 10000,25000,50000")
 	src := fs.String("src", "127.0.0.2-127.0.0.50", "source addresses for the clients")
 	jsonDir := fs.String("json", "", "write each run's result as JSON into this directory")
+	auth := fs.String("auth", "anonymous", `"jwt": the replicas sign clients in with tokens (and share each user's send budget in Redis)`)
 	redisArgs := fs.String("redis-args", "", `extra redis-server arguments, e.g. "--appendonly yes --appendfsync always"`)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -70,14 +71,18 @@ func suiteMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		for _, rate := range rateList {
 			// A fresh Redis and fresh replicas per run, so memory and
 			// connection counts are this run's alone.
-			env, err := startEnv(ctx, *redisBin, *gatewayBin, *replicas, mode, stderr, strings.Fields(*redisArgs)...)
+			var secret []byte
+			if *auth == "jwt" {
+				secret = []byte("chatload-suite-secret-0123456789abcdef")
+			}
+			env, err := startEnv(ctx, *redisBin, *gatewayBin, *replicas, mode, stderr, secret, strings.Fields(*redisArgs)...)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(stderr, "\n== %s mode, %g msg/s per room ==\n", mode, rate)
 			cfg := loadConfig{
 				URLs: env.urls, Rooms: *rooms, Clients: *clients, Publishers: *publishers, Rate: rate,
-				Size: *size, Duration: *duration, Ramp: 1000, Sources: sources, Procs: env.procs, Progress: stderr,
+				Size: *size, Duration: *duration, Ramp: 1000, Sources: sources, Procs: env.procs, Progress: stderr, Secret: secret,
 			}
 			cfg.Sample = func() { redisClients[mode][rate] = env.connectedClients(ctx) }
 			res, err := runLoad(ctx, cfg)
@@ -174,7 +179,7 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func startEnv(ctx context.Context, redisBin, gatewayBin string, replicas int, mode string, logw io.Writer, redisArgs ...string) (*env, error) {
+func startEnv(ctx context.Context, redisBin, gatewayBin string, replicas int, mode string, logw io.Writer, secret []byte, redisArgs ...string) (*env, error) {
 	e := &env{}
 	var err error
 	if e.dir, err = os.MkdirTemp("", "chatload"); err != nil {
@@ -223,7 +228,12 @@ func startEnv(ctx context.Context, redisBin, gatewayBin string, replicas int, mo
 			"CHAT_RATE=1000", "CHAT_BURST=1000",
 			"CHAT_LOG_LEVEL=warn",
 			"CHAT_ALLOWED_ORIGINS=*",
+			// The load comes from a few loopback addresses.
+			"CHAT_MAX_CONNS_PER_IP=0",
 		)
+		if secret != nil {
+			cmd.Env = append(cmd.Env, "CHAT_AUTH=jwt", "CHAT_JWT_SECRET="+string(secret))
+		}
 		cmd.Stdout, cmd.Stderr = logw, logw
 		if err := cmd.Start(); err != nil {
 			e.stop()
@@ -312,7 +322,7 @@ func connSuite(ctx context.Context, gatewayBin, redisBin, steps string, sources 
 			fmt.Fprintf(tw, "%d\tnot possible here: RLIMIT_NOFILE is %d per process\t\t\t\t\n", n, lim.Cur)
 			continue
 		}
-		e, err := startEnv(ctx, redisBin, gatewayBin, 1, "shared", stderr)
+		e, err := startEnv(ctx, redisBin, gatewayBin, 1, "shared", stderr, nil)
 		if err != nil {
 			return err
 		}

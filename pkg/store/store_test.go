@@ -295,3 +295,44 @@ func TestStat(t *testing.T) {
 		t.Fatalf("Stat = %+v, %v; want 4 entries, last %s", st, err, ids[3])
 	}
 }
+
+// Signed-in members count by user id, and their join and leave entries —
+// their own or a reaping replica's — carry the id, whatever it holds.
+func TestPresenceOfUsers(t *testing.T) {
+	s, rdb := newStore(t, 2000)
+	ctx := context.Background()
+	tab1 := chat.Member{Conn: "c1", Name: "Ann", UID: "auth0|ann:1"}
+	tab2 := chat.Member{Conn: "c2", Name: "Ann", UID: "auth0|ann:1"}
+	sam1 := chat.Member{Conn: "c3", Name: "Sam", UID: "sam-1"}
+	sam2 := chat.Member{Conn: "c4", Name: "Sam", UID: "sam-2"}
+	anon := chat.Member{Conn: "c5", Name: "Sam"}
+	var people []chat.Member
+	for _, m := range []chat.Member{tab1, tab2, sam1, anon} {
+		var err error
+		if _, people, err = s.Join(ctx, "r", m, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := s.Join(ctx, "r", sam2, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(people) != "[{ Ann auth0|ann:1} { Sam } { Sam sam-1}]" {
+		t.Fatalf("people = %v", people)
+	}
+	if _, err := s.Leave(ctx, "r", tab1); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond) // sam2's replica stopped refreshing
+	if n, err := s.Refresh(ctx, "r", nil, time.Minute); err != nil || n != 1 {
+		t.Fatalf("reaped %d, %v", n, err)
+	}
+	msgs, _ := rdb.XRange(ctx, s.LogKey("r"), "-", "+").Result()
+	var got []string
+	for _, m := range msgs {
+		got = append(got, fmt.Sprintf("%s %s %v", m.Values["type"], m.Values["from"], m.Values["uid"]))
+	}
+	want := "[join Ann auth0|ann:1 join Ann auth0|ann:1 join Sam sam-1 join Sam <nil> join Sam sam-2 leave Ann auth0|ann:1 leave Sam sam-2]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("entries\n%v\nwant\n%v", got, want)
+	}
+}
