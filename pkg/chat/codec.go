@@ -132,3 +132,18 @@ func mustMarshal(v any) []byte {
 
 // FormatTS formats t the way event timestamps are sent.
 func FormatTS(t time.Time) string { return t.UTC().Format(tsLayout) }
+
+// EncodeHistory returns the history frame answering a history command:
+// the entries, oldest first, and whether older ones remain.
+func EncodeHistory(events []Event, more bool, nonce string) []byte {
+	entries := make([]json.RawMessage, len(events))
+	for i, e := range events {
+		entries[i] = EncodeEvent(e, false)
+	}
+	return mustMarshal(struct {
+		Type    string            `json:"type"`
+		Nonce   string            `json:"nonce,omitempty"`
+		Entries []json.RawMessage `json:"entries"`
+		More    bool              `json:"more"`
+	}{"history", nonce, entries, more})
+}

@@ -32,6 +32,14 @@ type Error struct {
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
 
+// Errors of the file store.
+var (
+	// ErrFileQuota means the room's files would pass its byte quota.
+	ErrFileQuota = errors.New("the room's file quota is full")
+	// ErrNoFile means the file does not exist, or has expired.
+	ErrNoFile = errors.New("no such file")
+)
+
 // ErrGap means entries after a cursor are no longer in the room's stream
 // (trimmed or deleted), or the cursor is newer than anything the stream has
 // generated (the stream was lost or recreated). Reading on from it would skip

@@ -14,6 +14,9 @@ const (
 	KindMessage Kind = "message"
 	KindJoin    Kind = "join"
 	KindLeave   Kind = "leave"
+	// KindFile is a file or image: attributes name, mime, size, url, and
+	// for images width and height. The bytes live elsewhere (the url).
+	KindFile Kind = "file"
 )
 
 // Event is one entry of a room's stream.
@@ -125,6 +128,14 @@ type Identity struct {
 	// sent; empty when there is neither, and the gateway then scopes
 	// nonces to the one connection.
 	Sender string
+}
+
+// Blob is an uploaded file's bytes and what the server decided about them.
+type Blob struct {
+	Name    string // safe base name (SafeFileName)
+	Mime    string // sniffed by the server
+	Created time.Time
+	Data    []byte
 }
 
 // Ack is the outcome of posting an event, what the poster is acknowledged

@@ -145,3 +145,33 @@ func NormalizeText(text string, maxText int) (string, *Error) {
 	}
 	return text, nil
 }
+
+// MaxFileNameLen bounds a file's name, in characters.
+const MaxFileNameLen = 128
+
+// SafeFileName reduces a client's file name to a safe base name: the last
+// path element (either slash), without control or formatting characters,
+// trimmed, at most MaxFileNameLen characters, never empty, never "." or "..".
+func SafeFileName(name string) string {
+	if !utf8.ValidString(name) {
+		name = strings.ToValidUTF8(name, "")
+	}
+	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
+		name = name[i+1:]
+	}
+	name = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return -1
+		}
+		return r
+	}, name)
+	name = strings.TrimSpace(name)
+	name = strings.TrimLeft(name, ".")
+	if n := []rune(name); len(n) > MaxFileNameLen {
+		name = string(n[:MaxFileNameLen])
+	}
+	if name == "" {
+		return "file"
+	}
+	return name
+}

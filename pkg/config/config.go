@@ -75,6 +75,12 @@ type Config struct {
 	JWTAudience   string `envconfig:"JWT_AUDIENCE"`
 	APIKey        string `envconfig:"API_KEY"`
 	MaxConnsPerIP int    `envconfig:"MAX_CONNS_PER_IP" default:"50"`
+	// Files: the largest upload, how long files are kept, each
+	// connection's upload budget (bytes/s) and each room's space.
+	MaxFile       int64         `split_words:"true" default:"2097152"`
+	FileTTL       time.Duration `split_words:"true" default:"24h"`
+	UploadRate    int64         `split_words:"true" default:"262144"`
+	RoomFileQuota int64         `split_words:"true" default:"268435456"`
 	// HTTP header limits: slow or huge headers must not hold sockets.
 	HTTPHeaderTimeout  time.Duration `envconfig:"HTTP_HEADER_TIMEOUT" default:"10s"`
 	HTTPMaxHeaderBytes int           `envconfig:"HTTP_MAX_HEADER_BYTES" default:"16384"`
@@ -167,6 +173,14 @@ func (c Config) Validate() error {
 		return bad("JWT_SECRET", "must be at least 32 bytes")
 	case c.APIKey != "" && len(c.APIKey) < 16:
 		return bad("API_KEY", "must be at least 16 characters")
+	case c.MaxFile < 1024 || c.MaxFile > 64<<20:
+		return bad("MAX_FILE", "must be 1 KiB to 64 MiB")
+	case c.FileTTL < time.Second:
+		return bad("FILE_TTL", "must be at least 1s")
+	case c.UploadRate < 1024:
+		return bad("UPLOAD_RATE", "must be at least 1024 bytes per second")
+	case c.RoomFileQuota < c.MaxFile:
+		return bad("ROOM_FILE_QUOTA", "must be at least CHAT_MAX_FILE")
 	case c.MaxConnsPerIP < 0:
 		return bad("MAX_CONNS_PER_IP", "must not be negative (0: no cap)")
 	case c.HTTPHeaderTimeout < 100*time.Millisecond:

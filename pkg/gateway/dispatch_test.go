@@ -77,6 +77,12 @@ func (fakeStorage) Before(context.Context, string, chat.ID, int) ([]chat.Event, 
 	return nil, false, nil
 }
 func (fakeStorage) RecordDirect(context.Context, string, string) error { return nil }
+func (fakeStorage) PutFile(context.Context, string, string, chat.Blob, time.Duration, int64) error {
+	return nil
+}
+func (fakeStorage) GetFile(context.Context, string, string) (chat.Blob, error) {
+	return chat.Blob{}, chat.ErrNoFile
+}
 func (fakeStorage) Conversations(context.Context, string) ([]string, error) {
 	return nil, nil
 }

@@ -18,11 +18,12 @@ import (
 var (
 	errShutdown = errors.New("server shutting down")
 	errJoin     = errors.New("join failed")
-	errBinary   = errors.New("binary frames are not supported")
+	errBinary   = errors.New("a binary frame without a file frame before it")
 	errCommand  = errors.New("command not handled")
 	errHost     = errors.New("host not allowed")
 	errAddrFull = errors.New("too many connections from one address")
 	errExpired  = errors.New("token expired")
+	errNoFile   = errors.New("no such file")
 )
 
 // refusal is a handshake that cannot go on (bad room, bad name, and, to
@@ -81,7 +82,7 @@ var table = []row{
 		return outcome{event: ce, action: keepOpen, status: httpStatus(ce.Code), metric: metrics.ReasonError, level: zapcore.DebugLevel}
 	}},
 	{"binary frame", is(errBinary), fixed(outcome{
-		event:  &chat.Error{Code: chat.CodeBadRequest, Message: "binary frames are not supported; send text"},
+		event:  &chat.Error{Code: chat.CodeBadRequest, Message: "a binary frame must come right after a file frame that announces it"},
 		action: keepOpen, status: http.StatusUnsupportedMediaType, metric: metrics.ReasonError, level: zapcore.DebugLevel})},
 	{"unknown command", is(errCommand), fixed(outcome{
 		event:  &chat.Error{Code: chat.CodeBadRequest, Message: "unknown frame type"},
@@ -98,6 +99,9 @@ var table = []row{
 	{"too many connections from one address", is(errAddrFull), fixed(outcome{
 		event:  &chat.Error{Code: chat.CodeRateLimited, Message: "too many connections from your address"},
 		action: drop, status: http.StatusTooManyRequests, metric: metrics.ReasonRefused, level: zapcore.InfoLevel})},
+	{"no such file", is(errNoFile), fixed(outcome{
+		event:  &chat.Error{Code: chat.CodeNotFound, Message: "no such file: the link is wrong or the file has expired"},
+		action: drop, status: http.StatusNotFound, metric: metrics.ReasonError, level: zapcore.DebugLevel})},
 	{"server API off", is(errNoAPI), fixed(outcome{
 		event:  &chat.Error{Code: chat.CodeNotFound, Message: "the server API is not enabled on this server"},
 		action: drop, status: http.StatusNotFound, metric: metrics.ReasonRefused, level: zapcore.DebugLevel})},

@@ -37,6 +37,7 @@ func TestErrorTable(t *testing.T) {
 		{"join failed", errJoin, chat.CodeUnavailable, closeWith, websocket.StatusTryAgainLater, http.StatusServiceUnavailable, metrics.ReasonJoinError},
 		{"host not allowed", fmt.Errorf("%w: evil.example", errHost), chat.CodeForbidden, drop, 0, http.StatusMisdirectedRequest, metrics.ReasonRefused},
 		{"too many connections from one address", errAddrFull, chat.CodeRateLimited, drop, 0, http.StatusTooManyRequests, metrics.ReasonRefused},
+		{"no such file", errNoFile, chat.CodeNotFound, drop, 0, http.StatusNotFound, metrics.ReasonError},
 		{"server API off", errNoAPI, chat.CodeNotFound, drop, 0, http.StatusNotFound, metrics.ReasonRefused},
 		{"bad API key", errAPIKey, chat.CodeUnauthorized, drop, 0, http.StatusUnauthorized, metrics.ReasonRefused},
 		{"token expired", errExpired, chat.CodeTokenExpired, closeWith, websocket.StatusPolicyViolation, http.StatusUnauthorized, metrics.ReasonRefused},

@@ -59,6 +59,11 @@ type Storage interface {
 	// direct-message partners.
 	RecordDirect(ctx context.Context, a, b string) error
 	Conversations(ctx context.Context, uid string) ([]string, error)
+	// PutFile stores a room's file for ttl unless the room's files would
+	// pass quota bytes (chat.ErrFileQuota); GetFile reads it back
+	// (chat.ErrNoFile when gone).
+	PutFile(ctx context.Context, room, id string, b chat.Blob, ttl time.Duration, quota int64) error
+	GetFile(ctx context.Context, room, id string) (chat.Blob, error)
 }
 
 // FromHub adapts the hub to the gateway's Hub; every wiring site uses it.
@@ -119,6 +124,17 @@ type Options struct {
 	// APIKey, when set, enables the publish and history API for requests
 	// with Authorization: Bearer APIKey.
 	APIKey string
+	// MaxFile is the most bytes of one uploaded file (its binary frame).
+	// Default 2 MiB.
+	MaxFile int64
+	// FileTTL is how long files are kept. Default 24h.
+	FileTTL time.Duration
+	// UploadRate is each connection's upload budget in bytes per second,
+	// with bursts of MaxFile. Default 256 KiB/s.
+	UploadRate int64
+	// RoomFileQuota is the most bytes of files a room holds at once.
+	// Default 256 MiB.
+	RoomFileQuota int64
 	// Metrics receives the gateway's counters. Default: discarded.
 	Metrics *metrics.Metrics
 	// MetricsHandler, when set, is served at GET /metrics.
@@ -149,6 +165,18 @@ func (o *Options) setDefaults() {
 	}
 	if o.Metrics == nil {
 		o.Metrics = metrics.Discard()
+	}
+	if o.MaxFile <= 0 {
+		o.MaxFile = 2 << 20
+	}
+	if o.FileTTL <= 0 {
+		o.FileTTL = 24 * time.Hour
+	}
+	if o.UploadRate <= 0 {
+		o.UploadRate = 256 << 10
+	}
+	if o.RoomFileQuota <= 0 {
+		o.RoomFileQuota = 256 << 20
 	}
 	if o.Auth == nil {
 		o.Auth = Anonymous{}

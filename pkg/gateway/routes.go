@@ -26,6 +26,8 @@ func (s *Server) Handler() http.Handler {
 	// The server API, with CHAT_API_KEY (404 without one).
 	mux.HandleFunc("POST /api/rooms/{room}/messages", s.requireKey(s.servePublish))
 	mux.HandleFunc("GET /api/rooms/{room}/messages", s.requireKey(s.serveHistory))
+	// Uploaded files, from any replica.
+	mux.HandleFunc("GET /files/{room}/{id}", s.serveFile)
 	// A signed-in user's own: their direct-message conversations.
 	mux.HandleFunc("GET /api/conversations", s.serveConversations)
 	// Operations.

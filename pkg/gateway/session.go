@@ -38,6 +38,11 @@ type conn struct {
 	// sender scopes the nonces of this connection's messages: the
 	// identity's, or the connection's own when it has none.
 	sender string
+	// upload is the file announced by the last frame, whose bytes the next
+	// frame must be; only the read loop touches it.
+	upload *chat.File
+	// uploads is the connection's upload byte budget.
+	uploads *rate.Limiter
 
 	endOnce sync.Once
 	reason  error // why the server ended the connection; set once
@@ -136,7 +141,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	params, who, herr := s.handshake(r)
-	c := &conn{s: s, id: newConnID(), room: params.room, with: params.with, who: who, sender: who.Sender}
+	c := &conn{s: s, id: newConnID(), room: params.room, with: params.with, who: who, sender: who.Sender,
+		uploads: rate.NewLimiter(rate.Limit(s.opts.UploadRate), int(s.opts.MaxFile))}
 	if c.sender == "" {
 		c.sender = "conn:" + c.id
 	}
@@ -144,10 +150,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// pattern. Anything else gets 403 before any upgrade.
 	ws, err := wsconn.Accept(w, r, wsconn.Options{
 		OriginPatterns: s.opts.AllowedOrigins,
-		ReadLimit:      s.opts.MaxFrame,
-		PingInterval:   s.opts.PingInterval,
-		Sweeper:        s.sweeper,
-		OnEnd:          c.fail,
+		// Binary frames (a file's bytes) may be up to MaxFile; the read
+		// loop holds text frames to MaxFrame itself.
+		ReadLimit:    max(s.opts.MaxFrame, s.opts.MaxFile),
+		PingInterval: s.opts.PingInterval,
+		Sweeper:      s.sweeper,
+		OnEnd:        c.fail,
 	})
 	if err != nil {
 		s.log.Debug("handshake refused", zap.String("remote_addr", clientAddr(r, s.opts.TrustedProxies)), zap.Error(err))
@@ -334,6 +342,11 @@ func (c *conn) readLoop(ctx context.Context) error {
 			return err
 		}
 		m.MessagesReceived.Inc()
+		if typ == websocket.MessageText && int64(len(data)) > o.MaxFrame {
+			// As the library does for any frame past its read limit.
+			c.ws.Close(websocket.StatusMessageTooBig, "frame too large")
+			return fmt.Errorf("text frame of %d bytes: %w", len(data), websocket.ErrMessageTooBig)
+		}
 		if !limiter.allow(ctx) {
 			m.RateLimited.Inc()
 			var nonce string
@@ -344,8 +357,22 @@ func (c *conn) readLoop(ctx context.Context) error {
 			continue
 		}
 		if typ != websocket.MessageText {
+			up := c.upload
+			c.upload = nil
+			if up == nil {
+				m.Rejected.WithLabelValues(string(chat.CodeBadRequest)).Inc()
+				c.sendError(errBinary, "")
+				continue
+			}
+			c.logCommandError(c.store(ctx, *up, data), up.Nonce)
+			continue
+		}
+		if up := c.upload; up != nil {
+			// The bytes were due; this text frame is refused, and so is
+			// the upload.
+			c.upload = nil
 			m.Rejected.WithLabelValues(string(chat.CodeBadRequest)).Inc()
-			c.sendError(errBinary, "")
+			c.sendError(&chat.Error{Code: chat.CodeBadRequest, Message: "a file's bytes must come next, as one binary frame; the upload is cancelled"}, up.Nonce)
 			continue
 		}
 		cmd, derr := chat.DecodeCommand(data, o.MaxText)
@@ -365,17 +392,27 @@ func (c *conn) dispatch(ctx context.Context, cmd chat.Command) {
 	switch cmd := cmd.(type) {
 	case chat.Message:
 		err = c.post(ctx, chat.Event{Room: c.room, Kind: chat.KindMessage, From: c.who.Name, UID: c.who.UserID, Text: cmd.Text, Nonce: cmd.Nonce})
+	case chat.File:
+		err = c.announce(cmd)
+	case chat.History:
+		err = c.history(ctx, cmd)
 	default:
 		err = fmt.Errorf("%w: %T", errCommand, cmd)
 	}
-	if err != nil {
-		c.logf(classify(err).level, "command failed", zap.Error(err))
-		var ce *chat.Error
-		if errors.As(err, &ce) {
-			c.s.opts.Metrics.Rejected.WithLabelValues(string(ce.Code)).Inc()
-		}
-		c.sendError(err, cmd.CommandNonce())
+	c.logCommandError(err, cmd.CommandNonce())
+}
+
+// logCommandError logs, counts and answers a failed command.
+func (c *conn) logCommandError(err error, nonce string) {
+	if err == nil {
+		return
 	}
+	c.logf(classify(err).level, "command failed", zap.Error(err))
+	var ce *chat.Error
+	if errors.As(err, &ce) {
+		c.s.opts.Metrics.Rejected.WithLabelValues(string(ce.Code)).Inc()
+	}
+	c.sendError(err, nonce)
 }
 
 // post appends e and acknowledges it once Redis has stored it (and, when
