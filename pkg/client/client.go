@@ -54,6 +54,18 @@ type Event struct {
 	// ack: the nonce had been stored before; ID is the first entry's.
 	Duplicate bool `json:"duplicate,omitempty"`
 
+	// file entries (attributes are strings on the wire)
+	Name   string `json:"name,omitempty"`
+	Mime   string `json:"mime,omitempty"`
+	Size   string `json:"size,omitempty"`
+	URL    string `json:"url,omitempty"`
+	Width  string `json:"width,omitempty"`
+	Height string `json:"height,omitempty"`
+
+	// history: entries before the one asked for, oldest first
+	Entries []Event `json:"entries,omitempty"`
+	More    bool    `json:"more,omitempty"`
+
 	// hello (UID too: the signed-in user)
 	With    string  `json:"with,omitempty"` // a direct-message room's other user
 	You     string  `json:"you,omitempty"`

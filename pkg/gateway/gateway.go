@@ -130,7 +130,8 @@ type Options struct {
 	// FileTTL is how long files are kept. Default 24h.
 	FileTTL time.Duration
 	// UploadRate is each connection's upload budget in bytes per second,
-	// with bursts of MaxFile. Default 256 KiB/s.
+	// with bursts of MaxFile (or one second's worth, when larger). Default
+	// 256 KiB/s.
 	UploadRate int64
 	// RoomFileQuota is the most bytes of files a room holds at once.
 	// Default 256 MiB.

@@ -142,7 +142,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}()
 	params, who, herr := s.handshake(r)
 	c := &conn{s: s, id: newConnID(), room: params.room, with: params.with, who: who, sender: who.Sender,
-		uploads: rate.NewLimiter(rate.Limit(s.opts.UploadRate), int(s.opts.MaxFile))}
+		uploads: rate.NewLimiter(rate.Limit(s.opts.UploadRate), int(max(s.opts.MaxFile, s.opts.UploadRate)))}
 	if c.sender == "" {
 		c.sender = "conn:" + c.id
 	}
