@@ -3,6 +3,7 @@ package hub_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,9 +20,29 @@ import (
 // batch); "next" is a reader goroutine per session, as a connection that
 // is catching up reads.
 func BenchmarkFanOut(b *testing.B) {
+	text := "0123456789012345678901234567890123456789012345678901234567890123"
 	for _, mode := range []string{"follow", "next"} {
-		b.Run(mode, func(b *testing.B) { benchFanOut(b, mode == "follow") })
+		b.Run(mode, func(b *testing.B) {
+			benchFanOut(b, mode == "follow", chat.Event{Room: "bench", Kind: chat.KindMessage, From: "w", Text: text})
+		})
 	}
+}
+
+// BenchmarkFanOutFile compares a file entry with a message whose text is
+// as long as the file's metadata: a file costs the fan-out what a short
+// message does, because its bytes are never in the stream, only its url.
+func BenchmarkFanOutFile(b *testing.B) {
+	file := chat.Event{Room: "bench", Kind: chat.KindFile, From: "w", Attrs: map[string]string{
+		"name": "holiday-photo.png", "mime": "image/png", "size": "1843200", "width": "1600", "height": "1200",
+		"url": "/files/bench/q3Jx0Vd9Ew2c5Lh1Zr8sYA",
+	}}
+	meta := 0
+	for k, v := range file.Attrs {
+		meta += len(k) + len(v) + 6 // "k":"v",
+	}
+	msg := chat.Event{Room: "bench", Kind: chat.KindMessage, From: "w", Text: strings.Repeat("x", meta)}
+	b.Run("message", func(b *testing.B) { benchFanOut(b, true, msg) })
+	b.Run("file", func(b *testing.B) { benchFanOut(b, true, file) })
 }
 
 // counter is a follower that counts the messages it is sent; in "next"
@@ -44,9 +65,9 @@ func (c *counter) Write(payloads ...[]byte) error {
 
 func (c *counter) count(payloads [][]byte) {
 	for _, p := range payloads {
-		// Messages only; joins are ignored. The payload is what a
-		// connection would send.
-		if len(p) > 9 && p[9] == 'm' && c.pending.Add(-1) == 0 {
+		// Messages and files only; joins and leaves are ignored. The
+		// payload is what a connection would send: {"type":"...
+		if len(p) > 9 && p[9] != 'j' && p[9] != 'l' && c.pending.Add(-1) == 0 {
 			c.done <- struct{}{}
 		}
 	}
@@ -68,7 +89,7 @@ func (c *counter) read(ctx context.Context) {
 	}
 }
 
-func benchFanOut(b *testing.B, follow bool) {
+func benchFanOut(b *testing.B, follow bool, e chat.Event) {
 	const sessions = 1000
 	h, st, _ := setup(b, 1_000_000, hub.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -88,13 +109,12 @@ func benchFanOut(b *testing.B, follow bool) {
 			go c.read(ctx)
 		}
 	}
-	text := "0123456789012345678901234567890123456789012345678901234567890123"
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
 	pending.Store(int64(b.N) * sessions)
 	for range b.N {
-		if _, err := st.Append(ctx, chat.Event{Room: "bench", Kind: chat.KindMessage, From: "w", Text: text}, ""); err != nil {
+		if _, err := st.Append(ctx, e, ""); err != nil {
 			b.Fatal(err)
 		}
 	}
