@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/streamchat/streamchat/pkg/config"
 	"github.com/streamchat/streamchat/pkg/token"
@@ -427,4 +429,133 @@ func TestBrowserSignedIn(t *testing.T) {
 	a.waitJS("the answer on alice's page", hasMessage("likewise"))
 	a.check()
 	b.check()
+}
+
+// waitNewPage is waitJS right after a navigation, when the poll may start
+// on the document that is going away: it starts again on the new one.
+func (tb *tab) waitNewPage(what, expr string) {
+	tb.t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for {
+		ctx, cancel := context.WithTimeout(tb.ctx, 2*time.Second)
+		_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(50*time.Millisecond)))
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.t.Fatalf("tab %s: waiting for %s: %v", tb.name, what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitJSWithin is waitJS with a deadline of its own, for the few
+// behaviours whose promise is a time ("gone within 2 s").
+func (tb *tab) waitJSWithin(what, expr string, limit time.Duration) {
+	tb.t.Helper()
+	_, err := chromedp.Run(tb.ctx, chromedp.Poll[chromedp.Void](expr,
+		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(limit)))
+	if err != nil {
+		tb.t.Fatalf("tab %s: %s not within %s: %v", tb.name, what, limit, err)
+	}
+}
+
+// Files, older history, and the fixes a new user asked for: a dropped PNG
+// shows as an image on another replica's page; scrolling up loads older
+// messages in order with a date divider; leaving the page takes one off
+// the online list at once; the phone layout keeps the message box and the
+// last message in view.
+func TestBrowserFilesAndHistory(t *testing.T) {
+	artifacts := os.Getenv(EnvArtifacts)
+	if artifacts == "" {
+		artifacts = t.TempDir()
+	}
+	cl := startCluster(t, 2, config.TailShared, unlimited)
+	r1, r2 := cl.replicas[0], cl.replicas[1]
+	room := uniqueRoom("pics")
+	// Three days ago, 80 messages; the page's replay holds only the last
+	// 50 of everything.
+	rdb := cl.redis.Client()
+	old := time.Now().Add(-72 * time.Hour).UnixMilli()
+	for i := range 80 {
+		if err := rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: "chat:{" + room + "}:log", ID: fmt.Sprintf("%d-0", old+int64(i)),
+			Values: []any{"type", "message", "from", "grace", "text", fmt.Sprint("old ", i)}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	browser := startBrowser(t)
+	a := newTab(t, browser, "A")
+	b := newTab(t, browser, "B")
+	a.join(r1, room, "alice")
+	b.join(r2, room, "bob")
+
+	img := pngOf(t, 37, 21)
+	a.do(chromedp.Evaluate[chromedp.Void](`(() => {
+		const bytes = Uint8Array.from(atob(` + jsString(base64.StdEncoding.EncodeToString(img)) + `), (c) => c.charCodeAt(0));
+		const dt = new DataTransfer();
+		dt.items.add(new File([bytes], "cat.png", { type: "image/png" }));
+		document.querySelector(".chat").dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+	})()`))
+	b.waitJS("the PNG as an image on the other replica's page", `[...document.querySelectorAll('#messages img')].some(i => i.complete && i.naturalWidth === 37 && i.getAttribute('width') === '37')`)
+	a.waitJS("the upload delivered on A", `[...document.querySelectorAll('#messages .msg.mine img')].some(i => i.naturalWidth === 37)`)
+
+	b.do(chromedp.Evaluate[chromedp.Void](`document.querySelector('#messages').scrollTop = 0`))
+	b.waitJS("the older messages", hasMessage("old 0"))
+	got := b.texts(`#messages .msg[data-from="grace"]`)
+	for i, text := range got {
+		if text != fmt.Sprint("old ", i) {
+			t.Fatalf("older messages out of order at %d: %q", i, got)
+		}
+	}
+	if len(got) != 80 {
+		t.Fatalf("%d of the 80 older messages", len(got))
+	}
+	b.waitJS("a date divider before them", `(() => { const d = [...document.querySelectorAll('#messages .divider.day')].map(x => x.textContent); return d.length >= 2 && d[0] !== 'Today' && d.includes('Today'); })()`)
+
+	// Leaving for another page: gone from B's list at once, back on return.
+	a.do(chromedp.Navigate("http://" + r1.addr + "/healthz"))
+	b.waitJSWithin("alice off the list", `document.querySelector('#online li[data-name="alice"]') === null`, 2*time.Second)
+	a.do(chromedp.Navigate(fmt.Sprintf("http://%s/#/r/%s", r1.addr, room)))
+	a.waitNewPage("live again", `document.querySelector('#status').dataset.state === 'live'`)
+	b.waitJS("alice back", `document.querySelector('#online li[data-name="alice"]') !== null`)
+
+	phone := newTab(t, browser, "phone")
+	phone.do(chromedp.EmulateViewport(390, 844))
+	// The tabs share one profile, whose stored name would join at once:
+	// set the phone's first, then open the room.
+	phone.do(chromedp.Navigate("http://"+r2.addr+"/"),
+		chromedp.Evaluate[chromedp.Void](`localStorage.setItem("username", "carol"); document.querySelector("#name").value = "carol"`),
+		chromedp.Navigate(fmt.Sprintf("http://%s/#/r/%s", r2.addr, room)))
+	phone.waitLive()
+	phone.send("from my phone")
+	phone.waitJS("delivered", delivered("from my phone"))
+	phone.waitJS("message box and last message in view", `(() => {
+		const box = document.querySelector('#text').getBoundingClientRect();
+		const msgs = document.querySelectorAll('#messages .msg');
+		const last = msgs[msgs.length - 1].getBoundingClientRect();
+		return box.bottom <= innerHeight && box.top > innerHeight / 2 && last.top >= 0 && last.bottom <= box.top;
+	})()`)
+	phone.screenshot(filepath.Join(artifacts, "phone.png"))
+	a.check()
+	b.check()
+	phone.check()
+}
+
+// A message refused as too fast, inside a grouped run, says why and has a
+// Retry that works.
+func TestBrowserRetryInAGroup(t *testing.T) {
+	cl := startCluster(t, 1, config.TailShared, func(c *config.Config) { c.Rate, c.Burst = 1, 3 })
+	room := uniqueRoom("retry")
+	browser := startBrowser(t)
+	a := newTab(t, browser, "A")
+	a.join(cl.replicas[0], room, "alice")
+	for i := range 5 {
+		a.send(fmt.Sprint("quick ", i))
+	}
+	a.waitJS("a refused message with its reason", `[...document.querySelectorAll('#messages .msg.failed.continued')].some(li => li.querySelector('.failure .reason').textContent === 'sending too fast — retry' && li.querySelector('.failure button.retry'))`)
+	time.Sleep(1500 * time.Millisecond) // the budget refills (1 per second)
+	a.do(chromedp.Click(`#messages .msg.failed .failure button.retry`))
+	a.waitJS("the retried message delivered", `[...document.querySelectorAll('#messages .msg.mine')].filter(li => li.dataset.id && !li.classList.contains('failed')).length >= 4`)
+	a.check()
 }

@@ -30,6 +30,8 @@ const online = new Map(); // "u:UID" or "n:NAME" -> { name, uid, n }
 const pending = new Map(); // nonce -> { li, text, acked, sentOn, retries }
 const shown = new Set(); // stream ids already on the page
 let unseen = 0;
+let historyMore = true; // older messages may exist before the first shown
+let historyLoading = false;
 
 // ---------- rendering ----------
 
@@ -100,7 +102,7 @@ function timeOf(ts) {
 
 // messageItem builds one message; consecutive messages of one sender within
 // a few minutes are grouped under one name and time.
-function messageItem(from, uid, text, ts, replay) {
+function messageItem(from, uid, text, ts, replay, fill) {
   const mine = uid ? uid === myUid : from === me;
   const li = document.createElement("li");
   li.className = "msg";
@@ -128,9 +130,90 @@ function messageItem(from, uid, text, ts, replay) {
   meta.append(timeOf(ts));
   const body = document.createElement("div");
   body.className = "body";
-  linkify(body, text);
+  if (fill) fill(body); else linkify(body, text);
   li.append(meta, body);
   return li;
+}
+
+// fileBody fills a file entry's body: an image inline, its space reserved
+// from the width and height the server read, or a download link with the
+// name and size. Only the server's own /files/ paths are ever used.
+function fileBody(ev) {
+  return (body) => {
+    const url = typeof ev.url === "string" && ev.url.startsWith("/files/") ? ev.url : "";
+    const name = ev.name || "file";
+    const w = Number(ev.width), h = Number(ev.height);
+    if (url && /^image\/(png|jpeg|gif|webp)$/.test(ev.mime) && w > 0 && h > 0) {
+      const fig = document.createElement("figure");
+      const img = document.createElement("img");
+      img.src = url;
+      img.alt = name;
+      img.width = w;
+      img.height = h;
+      img.loading = "lazy";
+      img.addEventListener("error", () => fig.replaceWith(expired(name)), { once: true });
+      const cap = document.createElement("figcaption");
+      cap.textContent = name;
+      fig.append(img, cap);
+      body.append(fig);
+      return;
+    }
+    const a = document.createElement("a");
+    a.className = "file";
+    a.textContent = name;
+    if (url) { a.href = url; a.download = name; }
+    const size = document.createElement("span");
+    size.className = "size";
+    size.textContent = ` (${humanSize(Number(ev.size) || 0)})`;
+    body.append(a, size);
+    // A link to an expired file says so when followed: check it once.
+    if (url) fetch(url, { method: "HEAD" }).then((r) => { if (r.status === 404) a.replaceWith(expired(name)); }, () => {});
+  };
+}
+
+function expired(name) {
+  const s = document.createElement("span");
+  s.className = "expired";
+  s.textContent = `${name}: file expired`;
+  return s;
+}
+
+function humanSize(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(n < 10240 ? 1 : 0)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+// ---------- days ----------
+
+function dayLabel(ms) {
+  const d = new Date(ms);
+  const today = new Date();
+  const start = (x) => new Date(x.getFullYear(), x.getMonth(), x.getDate()).getTime();
+  const diff = Math.round((start(today) - start(d)) / 86400000);
+  if (diff === 0) return "Today";
+  if (diff === 1) return "Yesterday";
+  return d.toLocaleDateString(undefined, { weekday: "short", year: "numeric", month: "short", day: "numeric" });
+}
+
+function dayOf(ms) { const d = new Date(ms); return `${d.getFullYear()}-${d.getMonth()}-${d.getDate()}`; }
+
+// redrawDays puts a date divider before the first message of each day.
+function redrawDays() {
+  for (const d of ui.messages.querySelectorAll(".divider.day")) d.remove();
+  let last = "";
+  for (const li of ui.messages.querySelectorAll(".msg")) {
+    const ms = Number(li.dataset.ts);
+    const day = dayOf(ms);
+    if (day !== last) {
+      const div = document.createElement("li");
+      div.className = "divider day";
+      div.setAttribute("role", "separator");
+      div.textContent = dayLabel(ms);
+      li.before(div);
+      last = day;
+    }
+  }
 }
 
 function personKey(name, uid) { return uid ? `u:${uid}` : `n:${name}`; }
@@ -244,19 +327,41 @@ function onEvent(ev) {
       resendUnacknowledged();
       break;
     }
-    case "message": {
+    case "message":
+    case "file": {
       const p = ev.nonce && (ev.uid ? ev.uid === myUid : ev.from === me) ? pending.get(ev.nonce) : null;
       if (p) {
         pending.delete(ev.nonce);
         p.li.classList.remove("pending", "failed");
         p.li.dataset.id = ev.id;
-        p.li.querySelector(".retry")?.remove();
+        p.li.querySelector(".failure")?.remove();
+        if (ev.type === "file") {
+          const body = p.li.querySelector(".body");
+          body.replaceChildren();
+          fileBody(ev)(body);
+        }
         return;
       }
       if (replaying && !ui.messages.querySelector(".msg.replay")) divider("earlier messages");
-      const li = messageItem(ev.from, ev.uid, ev.text, ev.ts, ev.replay);
-      li.dataset.id = ev.id;
+      const li = entryItem(ev);
       append(li);
+      redrawDays();
+      break;
+    }
+    case "history": {
+      historyLoading = false;
+      historyMore = ev.more;
+      const m = ui.messages;
+      const fromBottom = m.scrollHeight - m.scrollTop;
+      const first = m.querySelector(".msg");
+      for (const e of ev.entries || []) {
+        if (shown.has(e.id) || (e.type !== "message" && e.type !== "file")) continue;
+        shown.add(e.id);
+        const li = entryItem(e);
+        if (first) first.before(li); else m.append(li);
+      }
+      redrawDays();
+      m.scrollTop = m.scrollHeight - fromBottom; // the reader stays where they were
       break;
     }
     case "join":
@@ -270,7 +375,10 @@ function onEvent(ev) {
       } else if (ev.type === "join" && (ev.uid ? ev.uid === myUid : ev.from === me) && conn?.live) {
         presenceLive = true; // ready.online already counts us and everyone before us
       }
-      if (!ev.replay && conn?.live) notice(`${ev.from} ${ev.type === "join" ? "joined" : "left"}`);
+      // Not one's own: each reconnect would add another "you joined".
+      if (!ev.replay && conn?.live && !(ev.uid ? ev.uid === myUid : ev.from === me)) {
+        notice(`${ev.from} ${ev.type === "join" ? "joined" : "left"}`);
+      }
       break;
     case "ack": {
       const p = pending.get(ev.nonce);
@@ -282,33 +390,63 @@ function onEvent(ev) {
       if (p && ev.code === "unavailable" && p.retries < UNAVAILABLE_RETRIES) {
         const nonce = ev.nonce;
         const delay = 1000 * 2 ** p.retries++;
-        setTimeout(() => { if (pending.get(nonce) === p) conn.send(p.text, nonce); }, delay);
-      } else if (p) fail(ev.nonce, p, ev.message);
+        setTimeout(() => { if (pending.get(nonce) === p) resend(p, nonce); }, delay);
+      } else if (p) fail(ev.nonce, p, ev.message, ev.code);
       else notice(`⚠ ${ev.message}`);
       break;
     }
   }
 }
 
-function fail(nonce, p, why) {
+// entryItem renders a stream entry (message or file).
+function entryItem(ev) {
+  const li = ev.type === "file"
+    ? messageItem(ev.from, ev.uid, "", ev.ts, ev.replay, fileBody(ev))
+    : messageItem(ev.from, ev.uid, ev.text, ev.ts, ev.replay);
+  li.dataset.id = ev.id;
+  return li;
+}
+
+// loadOlder asks for the page of history before the oldest message shown.
+function loadOlder() {
+  if (historyLoading || !historyMore || !conn?.live) return;
+  const first = ui.messages.querySelector(".msg[data-id]");
+  if (!first) return;
+  historyLoading = true;
+  conn.command({ type: "history", before: first.dataset.id, limit: 50, nonce: randomId() });
+}
+
+// fail marks an own message as not sent, with the reason and a Retry in
+// the message itself (a grouped message's header is hidden).
+function fail(nonce, p, why, code) {
   p.li.classList.remove("pending");
   p.li.classList.add("failed");
   p.li.title = why;
-  if (!p.li.querySelector(".retry")) {
-    const b = document.createElement("button");
-    b.type = "button";
-    b.className = "retry";
-    b.textContent = "Retry";
-    b.setAttribute("aria-label", `Retry sending: ${p.text.slice(0, 40)}`);
-    b.addEventListener("click", () => {
-      b.remove();
-      p.li.classList.remove("failed");
-      p.li.classList.add("pending");
-      p.retries = 0;
-      conn.send(p.text, nonce);
-    });
-    p.li.querySelector(".meta").append(b);
-  }
+  p.li.querySelector(".failure")?.remove();
+  const box = document.createElement("div");
+  box.className = "failure";
+  const reason = document.createElement("span");
+  reason.className = "reason";
+  reason.textContent = code === "rate_limited" ? "sending too fast — retry" : why;
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "retry";
+  b.textContent = "Retry";
+  b.setAttribute("aria-label", `Retry sending: ${(p.text || p.file?.name || "").slice(0, 40)}`);
+  b.addEventListener("click", () => {
+    box.remove();
+    p.li.classList.remove("failed");
+    p.li.classList.add("pending");
+    p.retries = 0;
+    resend(p, nonce);
+  });
+  box.append(reason, " ", b);
+  p.li.append(box);
+}
+
+function resend(p, nonce) {
+  if (p.file) conn.sendFile(p.file.meta, p.file.bytes, nonce);
+  else conn.send(p.text, nonce);
 }
 
 // Messages sent on a connection that dropped before they were acknowledged
@@ -318,7 +456,7 @@ function resendUnacknowledged() {
     if (p.acked || !p.li.classList.contains("pending") || p.sentOn === conn.ws) continue;
     const queued = p.sentOn === null; // still in the outbox, which is flushed now
     p.sentOn = conn.ws;
-    if (!queued) conn.send(p.text, nonce);
+    if (!queued) resend(p, nonce);
   }
 }
 
@@ -333,6 +471,36 @@ function sendText(text) {
   ui.messages.scrollTop = ui.messages.scrollHeight;
   pending.set(nonce, { li, text, acked: false, sentOn: conn.live ? conn.ws : null, retries: 0 });
   conn.send(text, nonce);
+}
+
+// sendFile uploads a file: a pending item with progress, then the stored
+// entry replaces it when it comes back through the stream.
+async function sendFile(file) {
+  if (!conn) return;
+  const nonce = randomId();
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  const meta = { type: "file", name: file.name || "pasted", mime: file.type || "", size: bytes.length, nonce };
+  const li = messageItem(me, myUid, "", null, false, (body) => {
+    const s = document.createElement("span");
+    s.className = "progress";
+    s.textContent = `${meta.name}: uploading…`;
+    body.append(s);
+  });
+  li.classList.add("pending");
+  li.dataset.nonce = nonce;
+  ui.messages.append(li);
+  ui.messages.scrollTop = ui.messages.scrollHeight;
+  const p = { li, file: { meta, bytes, name: meta.name }, acked: false, sentOn: conn.live ? conn.ws : null, retries: 0 };
+  pending.set(nonce, p);
+  conn.sendFile(meta, bytes, nonce);
+  // Progress: how much of the frame the browser has yet to send.
+  const tick = setInterval(() => {
+    const s = li.querySelector(".progress");
+    if (!s || !pending.has(nonce)) { clearInterval(tick); return; }
+    const left = conn.ws ? conn.ws.bufferedAmount : bytes.length;
+    const pct = Math.max(0, Math.min(100, Math.round(100 * (1 - left / bytes.length))));
+    s.textContent = `${meta.name}: uploading ${pct}%`;
+  }, 100);
 }
 
 function rememberRoom(room) {
@@ -368,6 +536,9 @@ function join(room) {
   pending.clear();
   shown.clear();
   online.clear();
+  historyMore = true;
+  historyLoading = false;
+  document.body.classList.add("joined");
   renderOnline();
   unseen = 0;
   ui.jump.hidden = true;
@@ -399,6 +570,13 @@ function clientKey() {
 // The room is in the URL: #/r/lobby, or #/r/@USERID for a direct
 // conversation (the id percent-encoded).
 function roomFromHash() {
+  const raw = location.hash.match(/^#\/r\/([^@].*)$/);
+  if (raw && raw[1] !== raw[1].toLowerCase()) {
+    // Room names are lower-case: #/r/Lobby means lobby.
+    history.replaceState(null, "", `#/r/${raw[1].toLowerCase()}`);
+  } else if (raw && !/^[a-z0-9][a-z0-9_-]{0,63}$/.test(raw[1])) {
+    setStatus("offline", "room names are lower-case letters, digits, - and _");
+  }
   const m = location.hash.match(/^#\/r\/([a-z0-9][a-z0-9_-]{0,63}|@[^\s]{1,400})$/);
   if (!m) return "";
   if (!m[1].startsWith("@")) return m[1];
@@ -475,7 +653,38 @@ ui.text.addEventListener("input", () => { autosize(); updateCounter(); });
 
 ui.messages.addEventListener("scroll", () => {
   if (atBottom()) { unseen = 0; ui.jump.hidden = true; }
+  if (ui.messages.scrollTop < 40) loadOlder();
 });
+
+// On a phone the join form folds away once in a room; the room's name in
+// the bar brings it back.
+ui.roomTitle.addEventListener("click", () => document.body.classList.toggle("joined"));
+
+// Files: the attach button, a drop on the conversation, a pasted image.
+$("attach").addEventListener("click", () => $("file").click());
+$("file").addEventListener("change", (e) => {
+  for (const f of e.target.files) sendFile(f);
+  e.target.value = "";
+});
+const chat = document.querySelector(".chat");
+chat.addEventListener("dragover", (e) => { e.preventDefault(); chat.classList.add("dropping"); });
+chat.addEventListener("dragleave", () => chat.classList.remove("dropping"));
+chat.addEventListener("drop", (e) => {
+  e.preventDefault();
+  chat.classList.remove("dropping");
+  for (const f of e.dataTransfer?.files || []) sendFile(f);
+});
+ui.text.addEventListener("paste", (e) => {
+  for (const item of e.clipboardData?.items || []) {
+    if (item.kind === "file") { e.preventDefault(); sendFile(item.getAsFile()); }
+  }
+});
+
+// Leaving the page for another one in the same tab keeps it in the
+// back/forward cache, socket and all, so it stayed "online": close on
+// pagehide, resume on pageshow.
+window.addEventListener("pagehide", () => { if (conn) conn.pause(); });
+window.addEventListener("pageshow", (e) => { if (e.persisted && conn) conn.resume(); });
 ui.jump.addEventListener("click", () => {
   ui.messages.scrollTop = ui.messages.scrollHeight;
   unseen = 0;

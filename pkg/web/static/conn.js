@@ -51,14 +51,48 @@ export class RoomConnection {
 
   // send queues the message until the connection is live.
   send(text, nonce) {
-    this.outbox.push({ type: "message", text, nonce });
+    this.outbox.push({ frame: { type: "message", text, nonce } });
     this.flush();
+  }
+
+  // sendFile queues a file: its file frame and, right after it, its bytes
+  // as one binary frame.
+  sendFile(meta, bytes, nonce) {
+    this.outbox.push({ frame: { ...meta, nonce }, bytes });
+    this.flush();
+  }
+
+  // command sends any other command now, or not at all when not live.
+  command(frame) {
+    if (this.live && this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(frame));
   }
 
   flush() {
     while (this.live && this.outbox.length && this.ws && this.ws.readyState === WebSocket.OPEN) {
-      this.ws.send(JSON.stringify(this.outbox.shift()));
+      const { frame, bytes } = this.outbox.shift();
+      this.ws.send(JSON.stringify(frame));
+      if (bytes) this.ws.send(bytes);
     }
+  }
+
+  // pause closes the socket without giving up the room; resume reconnects
+  // with since = the last event, as after any drop.
+  pause() {
+    clearTimeout(this.timer);
+    clearInterval(this.countdown);
+    this.paused = true;
+    if (this.ws) {
+      const ws = this.ws;
+      this.ws = null;
+      this.live = false;
+      ws.close(1000);
+    }
+  }
+
+  resume() {
+    if (!this.paused || this.stopped) return;
+    this.paused = false;
+    this.open();
   }
 
   open() {
@@ -86,8 +120,9 @@ export class RoomConnection {
       this.onEvent(ev);
       if (ev.type === "ready") this.flush();
     };
+    ws.binaryType = "arraybuffer";
     ws.onclose = (e) => {
-      if (this.ws !== ws || this.stopped) return;
+      if (this.ws !== ws || this.stopped || this.paused) return;
       this.ws = null;
       this.live = false;
       if (e.code === 1008 && e.reason === "token_expired" && this.refreshToken) {
