@@ -280,3 +280,24 @@ func TestCheckAttrs(t *testing.T) {
 		})
 	}
 }
+
+func TestSafeFileName(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"cat.png":                 "cat.png",
+		"../../etc/passwd":        "passwd",
+		`C:\Users\ann\My cat.png`: "My cat.png",
+		"":                        "file",
+		"..":                      "file",
+		".bashrc":                 "bashrc",
+		"a\x00b\u202e\u200bc.txt": "abc.txt",
+		"  spaced.txt  ":          "spaced.txt",
+		"dir/":                    "file",
+		strings.Repeat("é", 200):  strings.Repeat("é", 128),
+		"fine\xffname.bin":        "finename.bin",
+	} {
+		if got := SafeFileName(in); got != want {
+			t.Errorf("SafeFileName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
