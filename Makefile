@@ -67,6 +67,7 @@ bench-conns: build
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 
-# docs/screenshot.png comes from the browser test's own screenshot code.
+# docs/screenshot.png comes from the browser test's own screenshot code: a
+# conversation with an image, several senders and a day divider.
 screenshot:
-	@dir=$$(mktemp -d) && CHAT_TEST_ARTIFACTS=$$dir $(GO) test -count=1 -run '^TestBrowser$$' ./cmd/gateway && cp $$dir/b.png docs/screenshot.png && rm -rf $$dir
+	@dir=$$(mktemp -d) && CHAT_TEST_ARTIFACTS=$$dir $(GO) test -count=1 -run '^TestBrowserFilesAndHistory$$' ./cmd/gateway && cp $$dir/conversation.png docs/screenshot.png && rm -rf $$dir

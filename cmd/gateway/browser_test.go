@@ -5,6 +5,10 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -478,9 +482,15 @@ func TestBrowserFilesAndHistory(t *testing.T) {
 	// 50 of everything.
 	rdb := cl.redis.Client()
 	old := time.Now().Add(-72 * time.Hour).UnixMilli()
+	lines := []string{"morning! anyone up for the trail on saturday?", "depends on the weather", "forecast says sun until 3",
+		"I'm in, can bring the big thermos", "meet at the north car park at 9?", "9 works", "who's driving?", "I can take four"}
+	people := []string{"grace", "heidi", "ivan"}
+	var oldIDs []string
 	for i := range 80 {
-		if err := rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: "chat:{" + room + "}:log", ID: fmt.Sprintf("%d-0", old+int64(i)),
-			Values: []any{"type", "message", "from", "grace", "text", fmt.Sprint("old ", i)}}).Err(); err != nil {
+		id := fmt.Sprintf("%d-0", old+int64(i)*45_000)
+		oldIDs = append(oldIDs, id)
+		if err := rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: "chat:{" + room + "}:log", ID: id,
+			Values: []any{"type", "message", "from", people[i%3], "text", lines[i%len(lines)]}}).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -490,28 +500,29 @@ func TestBrowserFilesAndHistory(t *testing.T) {
 	a.join(r1, room, "alice")
 	b.join(r2, room, "bob")
 
-	img := pngOf(t, 37, 21)
+	img := scenery(t, 320, 180)
 	a.do(chromedp.Evaluate[chromedp.Void](`(() => {
 		const bytes = Uint8Array.from(atob(` + jsString(base64.StdEncoding.EncodeToString(img)) + `), (c) => c.charCodeAt(0));
 		const dt = new DataTransfer();
-		dt.items.add(new File([bytes], "cat.png", { type: "image/png" }));
+		dt.items.add(new File([bytes], "trail-view.png", { type: "image/png" }));
 		document.querySelector(".chat").dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
 	})()`))
-	b.waitJS("the PNG as an image on the other replica's page", `[...document.querySelectorAll('#messages img')].some(i => i.complete && i.naturalWidth === 37 && i.getAttribute('width') === '37')`)
-	a.waitJS("the upload delivered on A", `[...document.querySelectorAll('#messages .msg.mine img')].some(i => i.naturalWidth === 37)`)
+	b.waitJS("the PNG as an image on the other replica's page", `[...document.querySelectorAll('#messages img')].some(i => i.complete && i.naturalWidth === 320 && i.getAttribute('width') === '320')`)
+	a.waitJS("the upload delivered on A", `[...document.querySelectorAll('#messages .msg.mine img')].some(i => i.naturalWidth === 320)`)
+	a.send("the view from the top, last weekend")
+	b.send("wow. saturday then?")
+	a.waitJS("bob's answer", hasMessage("wow. saturday then?"))
 
 	b.do(chromedp.Evaluate[chromedp.Void](`document.querySelector('#messages').scrollTop = 0`))
-	b.waitJS("the older messages", hasMessage("old 0"))
-	got := b.texts(`#messages .msg[data-from="grace"]`)
-	for i, text := range got {
-		if text != fmt.Sprint("old ", i) {
-			t.Fatalf("older messages out of order at %d: %q", i, got)
-		}
-	}
-	if len(got) != 80 {
-		t.Fatalf("%d of the 80 older messages", len(got))
+	b.waitJS("the oldest message", `document.querySelector('#messages .msg[data-id="`+oldIDs[0]+`"]') !== null`)
+	got, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#messages .msg')].map(li => li.dataset.id).filter(id => id && id < "`+fmt.Sprint(old+80*45_000)+`")`))
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(oldIDs) {
+		t.Fatalf("the older messages on the page, in order:\n%v (%v)\nwant\n%v", got, err, oldIDs)
 	}
 	b.waitJS("a date divider before them", `(() => { const d = [...document.querySelectorAll('#messages .divider.day')].map(x => x.textContent); return d.length >= 2 && d[0] !== 'Today' && d.includes('Today'); })()`)
+
+	b.do(chromedp.Evaluate[chromedp.Void](`document.querySelector('#messages').scrollTop = 1e9`))
+	b.screenshot(filepath.Join(artifacts, "conversation.png"))
 
 	// Leaving for another page: gone from B's list at once, back on return.
 	a.do(chromedp.Navigate("http://" + r1.addr + "/healthz"))
@@ -558,4 +569,27 @@ func TestBrowserRetryInAGroup(t *testing.T) {
 	a.do(chromedp.Click(`#messages .msg.failed .failure button.retry`))
 	a.waitJS("the retried message delivered", `[...document.querySelectorAll('#messages .msg.mine')].filter(li => li.dataset.id && !li.classList.contains('failed')).length >= 4`)
 	a.check()
+}
+
+// scenery is a PNG that looks like a photo: a sky, a sun, hills.
+func scenery(t *testing.T, w, h int) []byte {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for y := range h {
+		for x := range w {
+			c := color.RGBA{uint8(70 + 120*y/h), uint8(130 + 80*y/h), 230, 255} // sky
+			if dx, dy := x-w*3/4, y-h/3; dx*dx+dy*dy < (h/7)*(h/7) {
+				c = color.RGBA{255, 214, 102, 255} // sun
+			}
+			if ridge := h*2/3 + int(float64(h)/8*math.Sin(float64(x)/float64(w)*7)); y > ridge {
+				c = color.RGBA{uint8(40 + 30*(y-ridge)/h), uint8(110 - 40*(y-ridge)/h), 60, 255} // hills
+			}
+			img.Set(x, y, c)
+		}
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }
