@@ -164,14 +164,6 @@ func distinctPeople(members []string) []chat.Member {
 	return people
 }
 
-func distinctNames(members []string) []string {
-	people := distinctPeople(members)
-	names := make([]string, len(people))
-	for i, p := range people {
-		names[i] = p.Name
-	}
-	return names
-}
 
 // DirectKey is the sorted set of a user's direct-message partners, scored
 // by the last time either opened the conversation: PREFIX:{u:UID}:dms.

@@ -247,7 +247,11 @@ func online(t *testing.T, s *Store, room string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return distinctNames(members)
+	var names []string
+	for _, p := range distinctPeople(members) {
+		names = append(names, p.Name)
+	}
+	return names
 }
 
 // An event's attributes are stored with it and come back from every read,
