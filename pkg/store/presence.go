@@ -164,7 +164,6 @@ func distinctPeople(members []string) []chat.Member {
 	return people
 }
 
-
 // DirectKey is the sorted set of a user's direct-message partners, scored
 // by the last time either opened the conversation: PREFIX:{u:UID}:dms.
 func (s *Store) DirectKey(uid string) string { return s.prefix + ":{u:" + uid + "}:dms" }
