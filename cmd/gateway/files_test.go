@@ -20,6 +20,7 @@ import (
 	"github.com/streamchat/streamchat/pkg/client"
 	"github.com/streamchat/streamchat/pkg/client/clienttest"
 	"github.com/streamchat/streamchat/pkg/config"
+	"github.com/streamchat/streamchat/pkg/token"
 )
 
 func pngOf(t *testing.T, w, h int) []byte {
@@ -373,5 +374,70 @@ func TestHistoryPaging(t *testing.T) {
 	got, pages = pageBack(t, d, 50)
 	if fmt.Sprint(got) != fmt.Sprint(sent) || pages != 10 && pages != 11 {
 		t.Fatalf("%d pages, %d entries; want all 500 sent, in order, in 10 pages", pages, len(got))
+	}
+}
+
+// Signed in, a file is readable by whoever may enter its room and by no
+// one else: both users of a direct message get it (token in the query, a
+// Bearer header or the cookie), a third user is forbidden, a missing
+// token is unauthorized, and a rooms claim that leaves the room out
+// forbids it too.
+func TestFileAccessSignedIn(t *testing.T) {
+	cl := startCluster(t, 2, config.TailShared, func(c *config.Config) { jwtMode(c); unlimited(c) })
+	alice, bob, carol := hs(t, claims("alice", "Alice")), hs(t, claims("bob", "Bob")), hs(t, claims("carol", "Carol"))
+	a := dial(t, fmt.Sprintf("ws://%s/ws?room=@bob&token=%s", cl.replicas[0].addr, alice))
+	hello, _, _ := clienttest.UntilReady(t, a)
+	img := pngOf(t, 8, 8)
+	ack := upload(t, a, "secret.png", "image/png", img, "f1", -1)
+	if ack.Type != "ack" {
+		t.Fatalf("upload in a DM: %+v", ack)
+	}
+	url := "http://" + cl.replicas[1].addr + fileEntry(t, a, ack.ID).URL
+	if !strings.HasPrefix(url, "http://"+cl.replicas[1].addr+"/files/"+hello.Room+"/") {
+		t.Fatalf("url %s is not in the DM room %s", url, hello.Room)
+	}
+	for name, h := range map[string]http.Header{
+		"query":  nil,
+		"bearer": {"Authorization": {"Bearer " + bob}},
+		"cookie": {"Cookie": {"chat_token=" + bob}},
+	} {
+		u := url
+		if h == nil {
+			u += "?token=" + bob
+		}
+		if resp, body := fetch(t, u, h); resp.StatusCode != http.StatusOK || !bytes.Equal(body, img) {
+			t.Errorf("bob, token by %s: %d, %d bytes", name, resp.StatusCode, len(body))
+		}
+	}
+	for _, tt := range []struct {
+		name   string
+		url    string
+		status int
+	}{
+		{"carol", url + "?token=" + carol, http.StatusForbidden},
+		{"no token", url, http.StatusUnauthorized},
+		{"bad token", url + "?token=" + bob + "x", http.StatusUnauthorized},
+	} {
+		if resp, body := fetch(t, tt.url, nil); resp.StatusCode != tt.status || bytes.Equal(body, img) {
+			t.Errorf("%s: %d (%d bytes), want %d and no bytes", tt.name, resp.StatusCode, len(body), tt.status)
+		}
+	}
+
+	// A public room: a rooms claim that leaves it out forbids its files.
+	room := uniqueRoom("team")
+	p := dial(t, fmt.Sprintf("ws://%s/ws?room=%s&token=%s", cl.replicas[1].addr, room, bob))
+	clienttest.UntilReady(t, p)
+	ack = upload(t, p, "plan.png", "image/png", img, "f2", -1)
+	if ack.Type != "ack" {
+		t.Fatalf("upload in a room: %+v", ack)
+	}
+	url = "http://" + cl.replicas[0].addr + fileEntry(t, p, ack.ID).URL
+	other := claims("dave", "Dave")
+	other.Rooms = token.RoomList{"elsewhere-*"}
+	if resp, _ := fetch(t, url+"?token="+hs(t, other), nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a user whose rooms leave it out: %d, want 403", resp.StatusCode)
+	}
+	if resp, body := fetch(t, url+"?token="+carol, nil); resp.StatusCode != http.StatusOK || !bytes.Equal(body, img) {
+		t.Errorf("a user who may enter the room: %d", resp.StatusCode)
 	}
 }

@@ -240,12 +240,18 @@ func TestEncodeControlFrames(t *testing.T) {
 // never shadow a fixed field.
 func TestEncodeEventAttrs(t *testing.T) {
 	t.Parallel()
-	e := Event{ID: ID{1, 2}, Room: "r", Kind: "file", From: "a",
-		Attrs: map[string]string{"size": "12", "name": `"x".png`, "text": "shadow", "Bad": "no"}}
+	attrs, cerr := NewAttrs(map[string]string{"size": "12", "name": `"x".png`})
+	if cerr != nil {
+		t.Fatal(cerr)
+	}
+	e := Event{ID: ID{1, 2}, Room: "r", Kind: "file", From: "a", Attrs: attrs}
 	got := string(EncodeEvent(e, false))
 	want := `{"type":"file","id":"1-2","room":"r","from":"a","ts":"1970-01-01T00:00:00.001Z","name":"\"x\".png","size":"12"}`
 	if got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	if m := attrs.Map(); len(m) != 2 || m["name"] != `"x".png` || attrs.Get("size") != "12" || attrs.Get("none") != "" {
+		t.Fatalf("Map = %v", m)
 	}
 }
 
@@ -264,6 +270,7 @@ func TestCheckAttrs(t *testing.T) {
 		{"fine", map[string]string{"name": "a", "width_px": "3", "k9": ""}, true},
 		{"too many", many, false},
 		{"fixed field", map[string]string{"from": "x"}, false},
+		{"shadow text", map[string]string{"text": "x"}, false},
 		{"uppercase", map[string]string{"Name": "x"}, false},
 		{"leading digit", map[string]string{"9k": "x"}, false},
 		{"empty key", map[string]string{"": "x"}, false},
@@ -274,10 +281,23 @@ func TestCheckAttrs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if err := CheckAttrs(tt.attrs); (err == nil) != tt.ok {
-				t.Fatalf("CheckAttrs = %v, want ok %v", err, tt.ok)
+			a, err := NewAttrs(tt.attrs)
+			if (err == nil) != tt.ok {
+				t.Fatalf("NewAttrs = %v, want ok %v", err, tt.ok)
+			}
+			if err == nil && CheckAttrs(a) != nil {
+				t.Fatalf("CheckAttrs refuses what NewAttrs made: %v", CheckAttrs(a))
 			}
 		})
+	}
+	// Attributes put together by hand are checked the same way.
+	for _, a := range []Attrs{`"from":"x"`, `"k":1`, `"k":"v"}`, `garbage`, `"k":"v","k2":`} {
+		if CheckAttrs(a) == nil {
+			t.Errorf("CheckAttrs(%s) = nil, want an error", a)
+		}
+	}
+	if CheckAttrs(`"k":"v"`) != nil {
+		t.Error(`CheckAttrs("k":"v") refused`)
 	}
 }
 

@@ -2,8 +2,6 @@ package chat
 
 import (
 	"encoding/json"
-	"maps"
-	"slices"
 	"time"
 )
 
@@ -33,7 +31,7 @@ type eventFrame struct {
 }
 
 // EncodeEvent returns the wire payload of a stream entry: its fixed fields,
-// then its attributes as string fields in key order. Callers on the live
+// then its attributes as they are encoded. Callers on the live
 // path encode each entry once and write the same bytes to every connection.
 func EncodeEvent(e Event, replay bool) []byte {
 	b := mustMarshal(eventFrame{
@@ -48,20 +46,13 @@ func EncodeEvent(e Event, replay bool) []byte {
 		Bot:    e.Bot,
 		Replay: replay,
 	})
-	if len(e.Attrs) == 0 {
+	if e.Attrs == "" {
 		return b
 	}
 	// Splice the attributes into the object: its closing brace goes last.
-	b = b[:len(b)-1]
-	for _, k := range slices.Sorted(maps.Keys(e.Attrs)) {
-		if !ValidAttrKey(k) {
-			continue // never let an attribute shadow a fixed field
-		}
-		b = append(b, ',')
-		b = append(b, mustMarshal(k)...)
-		b = append(b, ':')
-		b = append(b, mustMarshal(e.Attrs[k])...)
-	}
+	// NewAttrs made sure no attribute shadows a fixed field.
+	b = append(b[:len(b)-1], ',')
+	b = append(b, e.Attrs...)
 	return append(b, '}')
 }
 

@@ -52,7 +52,11 @@ func (c *conn) store(ctx context.Context, f chat.File, data []byte) error {
 	if info.IsImage() {
 		attrs["width"], attrs["height"] = strconv.Itoa(info.Width), strconv.Itoa(info.Height)
 	}
-	return c.post(ctx, chat.Event{Room: c.room, Kind: chat.KindFile, From: c.who.Name, UID: c.who.UserID, Nonce: f.Nonce, Attrs: attrs})
+	encoded, cerr := chat.NewAttrs(attrs)
+	if cerr != nil {
+		return cerr
+	}
+	return c.post(ctx, chat.Event{Room: c.room, Kind: chat.KindFile, From: c.who.Name, UID: c.who.UserID, Nonce: f.Nonce, Attrs: encoded})
 }
 
 // history answers a history command with one history frame: up to

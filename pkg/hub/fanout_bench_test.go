@@ -32,15 +32,15 @@ func BenchmarkFanOut(b *testing.B) {
 // as long as the file's metadata: a file costs the fan-out what a short
 // message does, because its bytes are never in the stream, only its url.
 func BenchmarkFanOutFile(b *testing.B) {
-	file := chat.Event{Room: "bench", Kind: chat.KindFile, From: "w", Attrs: map[string]string{
+	attrs, cerr := chat.NewAttrs(map[string]string{
 		"name": "holiday-photo.png", "mime": "image/png", "size": "1843200", "width": "1600", "height": "1200",
 		"url": "/files/bench/q3Jx0Vd9Ew2c5Lh1Zr8sYA",
-	}}
-	meta := 0
-	for k, v := range file.Attrs {
-		meta += len(k) + len(v) + 6 // "k":"v",
+	})
+	if cerr != nil {
+		b.Fatal(cerr)
 	}
-	msg := chat.Event{Room: "bench", Kind: chat.KindMessage, From: "w", Text: strings.Repeat("x", meta)}
+	file := chat.Event{Room: "bench", Kind: chat.KindFile, From: "w", Attrs: attrs}
+	msg := chat.Event{Room: "bench", Kind: chat.KindMessage, From: "w", Text: strings.Repeat("x", len(attrs))}
 	b.Run("message", func(b *testing.B) { benchFanOut(b, true, msg) })
 	b.Run("file", func(b *testing.B) { benchFanOut(b, true, file) })
 }

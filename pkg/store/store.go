@@ -254,7 +254,7 @@ func (s *Store) xaddArgs(key string, e chat.Event) *redis.XAddArgs {
 
 // fields are an entry's stream fields, in XADD's order: name, value, ...
 func (s *Store) fields(e chat.Event) []any {
-	values := make([]any, 0, 8+2*len(e.Attrs))
+	values := make([]any, 0, 14)
 	values = append(values, fieldType, string(e.Kind), fieldFrom, e.From)
 	if e.Text != "" {
 		values = append(values, fieldText, e.Text)
@@ -268,8 +268,8 @@ func (s *Store) fields(e chat.Event) []any {
 	if e.Bot {
 		values = append(values, fieldBot, "1")
 	}
-	for k, v := range e.Attrs {
-		values = append(values, attrPrefix+k, v)
+	if e.Attrs != "" {
+		values = append(values, fieldAttrs, string(e.Attrs))
 	}
 	return values
 }
@@ -468,8 +468,9 @@ const (
 	fieldNonce = "nonce"
 	fieldUID   = "uid"
 	fieldBot   = "bot"
-	// attrPrefix starts the field of each of an event's attributes.
-	attrPrefix = "a."
+	// fieldAttrs holds an event's attributes in their wire form, one
+	// field however many there are.
+	fieldAttrs = "attrs"
 )
 
 func (s *Store) decode(room string, m redis.XMessage) chat.Event {
@@ -486,26 +487,7 @@ func (s *Store) decode(room string, m redis.XMessage) chat.Event {
 		Nonce: str(fieldNonce),
 		UID:   str(fieldUID),
 		Bot:   str(fieldBot) == "1",
-	}
-	// Only entries with fields beyond the fixed ones pay for the map.
-	fixed := 2 // type and from
-	if _, ok := m.Values[fieldText]; ok {
-		fixed++
-	}
-	for _, f := range [...]string{fieldNonce, fieldUID, fieldBot} {
-		if _, ok := m.Values[f]; ok {
-			fixed++
-		}
-	}
-	if len(m.Values) > fixed {
-		for k, v := range m.Values {
-			if name, ok := strings.CutPrefix(k, attrPrefix); ok {
-				if e.Attrs == nil {
-					e.Attrs = make(map[string]string)
-				}
-				e.Attrs[name], _ = v.(string)
-			}
-		}
+		Attrs: chat.Attrs(str(fieldAttrs)),
 	}
 	return e
 }

@@ -255,11 +255,15 @@ func online(t *testing.T, s *Store, room string) []string {
 }
 
 // An event's attributes are stored with it and come back from every read,
-// and an entry without any carries no map.
+// and an entry without any carries none.
 func TestAttrsRoundTrip(t *testing.T) {
 	s, _ := newStore(t, 2000)
 	ctx := context.Background()
-	attrs := map[string]string{"name": "cat.png", "size": "12345", "url": "/files/r/x"}
+	want := map[string]string{"name": "cat.png", "size": "12345", "url": "/files/r/x"}
+	attrs, cerr := chat.NewAttrs(want)
+	if cerr != nil {
+		t.Fatal(cerr)
+	}
 	ack, err := s.Append(ctx, chat.Event{Room: "r", Kind: "file", From: "ann", Nonce: "n", Attrs: attrs}, "c:ann")
 	id := ack.ID
 	if err != nil {
@@ -279,10 +283,10 @@ func TestAttrsRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, got := range map[string][]chat.Event{"Recent": recent, "After": after, "Read": read} {
-		if len(got) != 2 || got[0].ID != id || got[0].Kind != "file" || got[0].Nonce != "n" || fmt.Sprint(got[0].Attrs) != fmt.Sprint(attrs) {
+		if len(got) != 2 || got[0].ID != id || got[0].Kind != "file" || got[0].Nonce != "n" || got[0].Attrs != attrs || fmt.Sprint(got[0].Attrs.Map()) != fmt.Sprint(want) {
 			t.Fatalf("%s: %+v", name, got)
 		}
-		if got[1].Attrs != nil {
+		if got[1].Attrs != "" {
 			t.Fatalf("%s: a message got attributes %v", name, got[1].Attrs)
 		}
 	}
