@@ -1,7 +1,9 @@
 package chat
 
 import (
+	"bytes"
 	"encoding/json"
+	"sync"
 	"time"
 )
 
@@ -34,7 +36,10 @@ type eventFrame struct {
 // then its attributes as they are encoded. Callers on the live
 // path encode each entry once and write the same bytes to every connection.
 func EncodeEvent(e Event, replay bool) []byte {
-	b := mustMarshal(eventFrame{
+	enc := encoders.Get().(*encoder)
+	defer encoders.Put(enc)
+	enc.buf.Reset()
+	if err := enc.enc.Encode(eventFrame{
 		Type:   e.Kind,
 		ID:     e.ID.String(),
 		Room:   e.Room,
@@ -45,16 +50,37 @@ func EncodeEvent(e Event, replay bool) []byte {
 		Nonce:  e.Nonce,
 		Bot:    e.Bot,
 		Replay: replay,
-	})
-	if e.Attrs == "" {
-		return b
+	}); err != nil {
+		panic("chat: encoding an event: " + err.Error())
 	}
-	// Splice the attributes into the object: its closing brace goes last.
-	// NewAttrs made sure no attribute shadows a fixed field.
-	b = append(b[:len(b)-1], ',')
-	b = append(b, e.Attrs...)
-	return append(b, '}')
+	frame := enc.buf.Bytes()
+	frame = frame[:len(frame)-1] // Encode's newline
+	if e.Attrs == "" {
+		return bytes.Clone(frame)
+	}
+	// Splice the attributes into the object, before its closing brace:
+	// NewAttrs made sure none shadows a fixed field. One allocation of the
+	// exact size, as for an entry without attributes.
+	out := make([]byte, 0, len(frame)+1+len(e.Attrs))
+	out = append(out, frame[:len(frame)-1]...)
+	out = append(out, ',')
+	out = append(out, e.Attrs...)
+	return append(out, '}')
 }
+
+// encoder is a reusable buffer and JSON encoder for EncodeEvent, which runs
+// once per entry per replica: the frame is built in the pooled buffer and
+// copied out once at its exact size.
+type encoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+var encoders = sync.Pool{New: func() any {
+	e := &encoder{}
+	e.enc = json.NewEncoder(&e.buf)
+	return e
+}}
 
 // EncodeHello returns the hello frame.
 func EncodeHello(h Hello) []byte {
