@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -435,16 +436,17 @@ func TestBrowserSignedIn(t *testing.T) {
 	b.check()
 }
 
-// waitNewPage is waitJS right after a navigation, when the poll may start
-// on the document that is going away: it starts again on the new one.
-func (tb *tab) waitNewPage(what, expr string) {
+// waitEval is waitJS by repeated evaluation, for a page restored from the
+// back/forward cache, where chromedp's Poll waits for a load that never
+// comes.
+func (tb *tab) waitEval(what, expr string) {
 	tb.t.Helper()
 	deadline := time.Now().Add(waitFor)
 	for {
 		ctx, cancel := context.WithTimeout(tb.ctx, 2*time.Second)
-		_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(50*time.Millisecond)))
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
 		cancel()
-		if err == nil {
+		if err == nil && ok {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -525,11 +527,16 @@ func TestBrowserFilesAndHistory(t *testing.T) {
 	b.screenshot(filepath.Join(artifacts, "conversation.png"))
 
 	// Leaving for another page: gone from B's list at once, back on return.
+	a.do(chromedp.Evaluate[chromedp.Void](`window.beforeLeaving = true; addEventListener('pageshow', (e) => { window.restored = e.persisted; })`))
 	a.do(chromedp.Navigate("http://" + r1.addr + "/healthz"))
 	b.waitJSWithin("alice off the list", `document.querySelector('#online li[data-name="alice"]') === null`, 2*time.Second)
-	a.do(chromedp.Navigate(fmt.Sprintf("http://%s/#/r/%s", r1.addr, room)))
-	a.waitNewPage("live again", `document.querySelector('#status').dataset.state === 'live'`)
+	// Back: the page comes out of the back/forward cache (closing the
+	// socket on pagehide is what lets it in) and resumes on pageshow.
+	a.do(chromedp.Evaluate[chromedp.Void](`history.back()`))
+	a.waitEval("restored from the back/forward cache and live", `window.beforeLeaving === true && window.restored === true && document.querySelector('#status').dataset.state === 'live'`)
 	b.waitJS("alice back", `document.querySelector('#online li[data-name="alice"]') !== null`)
+	b.send("welcome back")
+	a.waitEval("a message after the return", hasMessage("welcome back"))
 
 	phone := newTab(t, browser, "phone")
 	phone.do(chromedp.EmulateViewport(390, 844))
@@ -592,4 +599,58 @@ func scenery(t *testing.T, w, h int) []byte {
 		t.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// The other two ways in: an image pasted into the message box and a file
+// picked with the attach button. Each shows an upload indicator at once;
+// the image arrives inline on another replica's page, the text file as a
+// link with its name and size; once the files expire, a newcomer's page
+// says "file expired" for both.
+func TestBrowserPasteAttachAndExpiry(t *testing.T) {
+	const ttl = 3 * time.Second
+	cl := startCluster(t, 2, config.TailShared, func(c *config.Config) { unlimited(c); c.FileTTL = ttl })
+	room := uniqueRoom("paste")
+	browser := startBrowser(t)
+	a := newTab(t, browser, "A")
+	b := newTab(t, browser, "B")
+	a.join(cl.replicas[0], room, "alice")
+	b.join(cl.replicas[1], room, "bob")
+	// Record every upload indicator A's page shows.
+	a.do(chromedp.Evaluate[chromedp.Void](`window.progressSeen = [];
+		new MutationObserver(() => document.querySelectorAll('#messages .progress').forEach((p) => progressSeen.push(p.textContent)))
+			.observe(document.querySelector('#messages'), { childList: true, subtree: true, characterData: true });`))
+
+	img := scenery(t, 64, 48)
+	a.do(chromedp.Evaluate[chromedp.Void](`(() => {
+		const bytes = Uint8Array.from(atob(` + jsString(base64.StdEncoding.EncodeToString(img)) + `), (c) => c.charCodeAt(0));
+		const dt = new DataTransfer();
+		dt.items.add(new File([bytes], "clip.png", { type: "image/png" }));
+		document.querySelector('#text').dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true }));
+	})()`))
+	b.waitJS("the pasted image on the other replica", `[...document.querySelectorAll('#messages img')].some(i => i.complete && i.naturalWidth === 64 && i.alt === 'clip.png')`)
+
+	notes := filepath.Join(t.TempDir(), "notes.txt")
+	if err := os.WriteFile(notes, bytes.Repeat([]byte("packing list\n"), 200), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.do(chromedp.SetUploadFiles(chromedp.CSS("#file"), []string{notes}))
+	b.waitJS("the attached file as a link with its size", `[...document.querySelectorAll('#messages a.file')].some(l =>
+		l.textContent === 'notes.txt' && l.getAttribute('href').startsWith('/files/') && l.nextElementSibling.textContent === ' (2.5 KB)')`)
+	a.waitJS("both uploads delivered on A", `document.querySelectorAll('#messages .msg.mine.pending').length === 0 &&
+		document.querySelectorAll('#messages .msg.mine img, #messages .msg.mine a.file').length === 2`)
+	seen, err := chromedp.Run(a.ctx, chromedp.Evaluate[[]string](`[...new Set(progressSeen)]`))
+	if err != nil || !slices.Contains(seen, "clip.png: uploading…") || !slices.ContainsFunc(seen, func(s string) bool { return strings.HasPrefix(s, "notes.txt: uploading") }) {
+		t.Fatalf("upload indicators on A: %q (%v)", seen, err)
+	}
+
+	// After the TTL the bytes are gone: a newcomer's replay says so.
+	time.Sleep(ttl + time.Second)
+	c := newTab(t, browser, "C")
+	c.do(chromedp.Navigate("http://"+cl.replicas[1].addr+"/"),
+		chromedp.Evaluate[chromedp.Void](`localStorage.setItem("username", "carol")`))
+	c.join(cl.replicas[1], room, "carol")
+	c.waitJS("both files expired", `[...document.querySelectorAll('#messages .expired')].map(e => e.textContent).sort().join('|') === 'clip.png: file expired|notes.txt: file expired'`)
+	a.check()
+	b.check()
+	c.check()
 }
