@@ -1,9 +1,15 @@
 # streamchat developer targets. `make test` is what CI runs.
 GO ?= go
 
-.PHONY: test fmt-check vet unit deploy-test fuzz chaos abuse run bench bench-conns bench-micro screenshot build
+.PHONY: test prereqs fmt-check vet unit deploy-test fuzz chaos abuse run bench bench-conns bench-micro screenshot build
 
-test: fmt-check vet unit deploy-test fuzz chaos abuse
+test: prereqs fmt-check vet unit deploy-test fuzz chaos abuse
+
+# What the tests need (redis-server 7+, nginx, Chromium, git, make): missing
+# ones are installed with apt-get when run as root, otherwise this stops
+# with the command to run. CHAT_TEST_NO_INSTALL=1 never installs.
+prereqs:
+	@.ci/prereqs
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -1,6 +1,7 @@
 // Package deploy_test checks the deployment files against the gateway: the
 // compose file, the Dockerfile, the Kubernetes manifests and the load
-// balancer's nginx configuration. It is its own module, so the heavy
+// balancer's nginx configuration; and the script that sets up what the
+// tests need (.ci/prereqs). It is its own module, so the heavy
 // parsers it needs never reach the gateway's dependencies.
 package deploy_test
 
