@@ -31,8 +31,10 @@ type Store interface {
 	// After returns up to count entries after the ID and the last generated
 	// ID, or chat.ErrGap when entries after the ID are gone.
 	After(ctx context.Context, room string, after chat.ID, count int) ([]chat.Event, chat.ID, error)
-	// Read waits up to block for entries after the ID.
+	// Read waits up to block for entries after the ID (direct mode).
 	Read(ctx context.Context, room string, after chat.ID, count int, block time.Duration) ([]chat.Event, error)
+	// Group names the rooms one StreamReader may read together.
+	Group(ctx context.Context, room string) (string, error)
 	// Append stores e; a repeat of (room, sender, nonce) within the
 	// store's dedupe window stores nothing and returns the first ID.
 	Append(ctx context.Context, e chat.Event, sender string) (chat.Ack, error)
@@ -77,6 +79,13 @@ type Options struct {
 	// PresenceTTL is how long a member stays online without a refresh; the
 	// hub refreshes its members every third of it. Default 30s.
 	PresenceTTL time.Duration
+	// Readers is how many blocking connections read the rooms of one store
+	// group (one Redis node, or one cluster slot) in shared mode; the
+	// rooms are spread evenly over them. Default 2.
+	Readers int
+	// OpenReader opens a connection that reads many rooms of room's store
+	// group (store.Store.NewReader). Required in shared mode.
+	OpenReader func(ctx context.Context, room string) (StreamReader, error)
 	// Metrics receives the hub's counters. Default: discarded.
 	Metrics *metrics.Metrics
 }
@@ -100,6 +109,9 @@ func (o *Options) setDefaults() {
 	if o.PresenceTTL <= 0 {
 		o.PresenceTTL = 30 * time.Second
 	}
+	if o.Readers <= 0 {
+		o.Readers = 2
+	}
 	if o.Metrics == nil {
 		o.Metrics = metrics.Discard()
 	}
@@ -117,6 +129,7 @@ type Hub struct {
 
 	mu     sync.Mutex
 	rooms  map[string]*room
+	groups map[string][]*group // shared mode's reads, by store group
 	closed bool
 }
 
@@ -131,6 +144,7 @@ func New(store Store, log *zap.Logger, opts Options) *Hub {
 		ctx:    ctx,
 		cancel: cancel,
 		rooms:  make(map[string]*room),
+		groups: make(map[string][]*group),
 	}
 }
 
@@ -162,18 +176,19 @@ func (h *Hub) Rooms() int {
 	return len(h.rooms)
 }
 
-// Healthy reports an error when a room's tailer has not completed a read
-// within three block intervals: a replica whose tail is stuck must not look
-// ready.
+// Healthy reports an error when a read of rooms has not completed within
+// three block intervals: a replica whose tail is stuck must not look ready.
 func (h *Hub) Healthy() error {
 	limit := 3 * h.opts.Block
 	now := time.Now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for name, r := range h.rooms {
-		if r.tailing {
-			if since := now.Sub(time.Unix(0, r.lastRead.Load())); since > limit {
-				return fmt.Errorf("room %s: no completed stream read for %s", name, since.Round(time.Millisecond))
+	for key, gs := range h.groups {
+		for _, g := range gs {
+			if n := g.size(); n > 0 {
+				if since := now.Sub(time.Unix(0, g.lastRead.Load())); since > limit {
+					return fmt.Errorf("the read of %d rooms (group %q): no completed stream read for %s", n, key, since.Round(time.Millisecond))
+				}
 			}
 		}
 	}
@@ -201,6 +216,13 @@ func (h *Hub) Join(ctx context.Context, req JoinRequest) (*Session, Greeting, er
 		return nil, g, ErrClosed
 	}
 	s := &Session{h: h, member: chat.Member{Conn: req.Conn, Name: req.Name, UID: req.UID}, room: req.Room}
+	group := ""
+	if !h.opts.Direct {
+		var err error
+		if group, err = h.store.Group(ctx, req.Room); err != nil {
+			return nil, g, fmt.Errorf("join %s: %w: %w", req.Room, ErrUnavailable, err)
+		}
+	}
 	if req.Resume {
 		events, last, err := h.store.After(ctx, req.Room, req.Since, h.opts.Batch)
 		switch {
@@ -223,7 +245,7 @@ func (h *Hub) Join(ctx context.Context, req JoinRequest) (*Session, Greeting, er
 		return nil, g, fmt.Errorf("join %s: %w: %w", req.Room, ErrUnavailable, err)
 	}
 	g.Online = online
-	if err := h.attach(s, g.Boundary); err != nil {
+	if err := h.attach(s, g.Boundary, group); err != nil {
 		_, _ = h.store.Leave(ctx, req.Room, s.member) // undo the join; the hub is closing anyway
 		return nil, g, err
 	}
@@ -277,8 +299,9 @@ func (h *Hub) isClosed() bool {
 	return h.closed
 }
 
-// attach registers the session with its room, starting the room if needed.
-func (h *Hub) attach(s *Session, boundary chat.ID) error {
+// attach registers the session with its room, starting the room if needed
+// (in the store group given).
+func (h *Hub) attach(s *Session, boundary chat.ID, group string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -288,7 +311,7 @@ func (h *Hub) attach(s *Session, boundary chat.ID) error {
 	if r == nil {
 		r = newRoom(h, s.room, boundary)
 		h.rooms[s.room] = r
-		r.start()
+		r.start(group)
 	}
 	if r.idle != nil {
 		r.idle.Stop()

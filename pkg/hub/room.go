@@ -4,7 +4,6 @@ import (
 	"context"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -54,7 +53,7 @@ type room struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	lastRead atomic.Int64 // unix nanoseconds of the last completed XREAD
+	g *group // shared mode: the read this room's entries come from
 
 	mu      sync.RWMutex
 	ring    []Entry // circular window of the newest entries
@@ -87,11 +86,12 @@ func newRoom(h *Hub, name string, from chat.ID) *room {
 		last:    from,
 		wake:    make(chan struct{}),
 	}
-	r.lastRead.Store(time.Now().UnixNano())
 	return r
 }
 
-func (r *room) start() {
+// start starts the room's presence goroutine and, in shared mode, adds it
+// to a read of its store group. Called with the hub's mutex held.
+func (r *room) start(group string) {
 	r.h.wg.Add(1)
 	go func() {
 		defer r.h.wg.Done()
@@ -99,58 +99,21 @@ func (r *room) start() {
 	}()
 	if r.tailing {
 		r.ring = make([]Entry, r.h.opts.Window)
-		r.h.wg.Add(1)
-		go func() {
-			defer r.h.wg.Done()
-			r.tail()
-		}()
+		r.h.addRoom(r, group)
 	}
 }
 
-// stop ends the room's goroutines. Its followers are woken by the tailer
-// as it ends, and then see ErrClosed. Called with the hub's mutex held.
+// stop ends the room: it leaves its read, and its followers are woken and
+// see ErrClosed. Called with the hub's mutex held.
 func (r *room) stop() {
 	if r.idle != nil {
 		r.idle.Stop()
 	}
-	r.mu.Lock()
-	r.stopped = true
-	r.mu.Unlock()
 	r.cancel()
-}
-
-// tail reads the room's stream from the last entry it has into the window,
-// and wakes every waiting connection once per batch.
-func (r *room) tail() {
-	r.h.opts.Metrics.Tailers.Inc()
-	defer r.h.opts.Metrics.Tailers.Dec()
-	defer r.release()
-	var failing bool
-	backoff := newBackoff()
-	for r.ctx.Err() == nil {
-		events, err := r.h.store.Read(r.ctx, r.name, r.last, r.h.opts.Batch, r.h.opts.Block)
-		if err != nil {
-			if r.ctx.Err() != nil {
-				return
-			}
-			r.h.opts.Metrics.RedisErrors.WithLabelValues("xread").Inc()
-			if !failing {
-				r.log.Warn("stream tail failing; retrying", zap.Error(err))
-				failing = true
-			}
-			backoff.wait(r.ctx)
-			continue
-		}
-		if failing {
-			r.log.Info("stream tail recovered")
-			failing = false
-		}
-		backoff.reset()
-		r.lastRead.Store(time.Now().UnixNano())
-		if len(events) > 0 {
-			r.push(encode(events))
-		}
+	if r.g != nil {
+		r.g.remove(r)
 	}
+	r.release()
 }
 
 // push adds a batch to the window and hands it to the followers: each takes
@@ -296,7 +259,7 @@ func (r *room) forget(s *Session) {
 	r.mu.Unlock()
 }
 
-// release ends following when the tailer ends: every follower is woken
+// release ends following when the room stops: every follower is woken
 // (and sees ErrClosed), and later ones are woken at once.
 func (r *room) release() {
 	r.mu.Lock()
