@@ -568,6 +568,58 @@ func TestRedisConnectionsFollowRooms(t *testing.T) {
 	}
 }
 
+// A replica with 500 active rooms reads all of them through at most two
+// blocking Redis connections (the readers of its one Redis node), and
+// every room's messages arrive.
+func TestManyRoomsFewRedisConnections(t *testing.T) {
+	cl := startCluster(t, 2, config.TailShared, func(c *config.Config) { unlimited(c); c.MaxConnsPerIP = 0 })
+	const rooms = 500
+	prefix := uniqueRoom("many")
+	readers := make([]*client.Conn, rooms)
+	for i := range rooms {
+		readers[i] = dial(t, cl.replicas[0].wsURL(fmt.Sprintf("%s-%d", prefix, i), "reader", ""))
+		clienttest.UntilReady(t, readers[i])
+	}
+	// Messages through the other replica, so they reach the readers only
+	// through Redis.
+	writer := make([]*client.Conn, 0, rooms)
+	for i := range rooms {
+		w := dial(t, cl.replicas[1].wsURL(fmt.Sprintf("%s-%d", prefix, i), "writer", ""))
+		clienttest.UntilReady(t, w)
+		writer = append(writer, w)
+	}
+	sent := make([]string, rooms)
+	for i, w := range writer {
+		sent[i] = clienttest.Send(t, w, fmt.Sprint("hello room ", i))
+	}
+	for i, r := range readers {
+		if got := clienttest.Messages(t, r, 1)[0]; got.ID != sent[i] {
+			t.Fatalf("room %d: got %+v, want %s", i, got, sent[i])
+		}
+	}
+	blocked := redisClients(t, cl, "xread")
+	t.Logf("%d rooms on each of 2 replicas: %d XREAD connections in Redis", rooms, blocked)
+	if blocked > 2*2 {
+		t.Fatalf("%d XREAD connections for 2 replicas, want at most 2 each", blocked)
+	}
+}
+
+// redisClients counts the Redis connections whose last command was cmd.
+func redisClients(t *testing.T, cl *cluster, cmd string) int {
+	t.Helper()
+	list, err := cl.redis.Client().ClientList(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(list, "\n") {
+		if strings.Contains(line, " cmd="+cmd+" ") {
+			n++
+		}
+	}
+	return n
+}
+
 // With no CHAT_REDIS_URL the gateway runs on its embedded server.
 func TestEmbeddedDefault(t *testing.T) {
 	r := startReplica(t, testConfig("", "solo", config.TailShared))

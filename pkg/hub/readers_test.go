@@ -1,0 +1,85 @@
+package hub_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/streamchat/streamchat/pkg/chat"
+	"github.com/streamchat/streamchat/pkg/hub"
+)
+
+// Rooms joining and leaving a shared read, while another room of the same
+// read has steady traffic: every room gets each of its entries once and in
+// order, the busy room included.
+func TestRoomsComeAndGoUnderTraffic(t *testing.T) {
+	h, st, _ := setup(t, 100000, hub.Options{Readers: 1, IdleTimeout: time.Millisecond})
+	steady := join(t, h, "steady", "ann")
+	const n = 400
+	var (
+		wg   sync.WaitGroup
+		want []chat.ID
+	)
+	wg.Go(func() {
+		for i := range n {
+			ack, err := st.Append(context.Background(), chat.Event{Room: "steady", Kind: chat.KindMessage, From: "w", Text: fmt.Sprint(i)}, "")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			want = append(want, ack.ID)
+			if i%8 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	})
+	for i := range 40 {
+		room := fmt.Sprint("visit", i)
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		s, _, err := h.Join(ctx, hub.JoinRequest{Room: room, Name: "bob", Conn: fmt.Sprint("bob", i)})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := post(t, st, room, 3)
+		if got := collect(t, s, 4)[1:]; fmt.Sprint(got) != fmt.Sprint(ids) {
+			t.Fatalf("room %s: got %v, want %v", room, got, ids)
+		}
+		if _, err := s.Leave(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	got := collect(t, steady, n+1)[1:] // its own join first
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("the busy room: %d entries, want %d, in order and once each\ngot  %v\nwant %v", len(got), len(want), got, want)
+	}
+}
+
+// A session whose cursor the stream trimmed away learns it (ErrLagged)
+// when its room shares a read with others, and the others go on.
+func TestTrimmedCursorInASharedRead(t *testing.T) {
+	h, st, _ := setup(t, 100, hub.Options{Readers: 1, Window: 4})
+	a := join(t, h, "a", "ann")
+	slow := join(t, h, "b", "slow")
+	c := join(t, h, "c", "cat")
+	post(t, st, "b", 500)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if _, err := slow.Next(ctx); !errors.Is(err, hub.ErrLagged) {
+		t.Fatalf("Next = %v, want ErrLagged", err)
+	}
+	for _, s := range []struct {
+		room string
+		s    *hub.Session
+	}{{"a", a}, {"c", c}} {
+		ids := post(t, st, s.room, 3)
+		got := collect(t, s.s, 4)
+		if fmt.Sprint(got[len(got)-3:]) != fmt.Sprint(ids) {
+			t.Fatalf("room %s after the trim of b: %v, want %v at the end", s.room, got, ids)
+		}
+	}
+}
