@@ -83,6 +83,10 @@ type Options struct {
 	// group (one Redis node, or one cluster slot) in shared mode; the
 	// rooms are spread evenly over them. Default 2.
 	Readers int
+	// ReadInterval is the least time between the starts of two reads of
+	// one reader: a busy replica then gets more entries, of more rooms, per
+	// XREAD, for at most that much more latency. Default 0.
+	ReadInterval time.Duration
 	// OpenReader opens a connection that reads many rooms of room's store
 	// group (store.Store.NewReader). Required in shared mode.
 	OpenReader func(ctx context.Context, room string) (StreamReader, error)

@@ -151,6 +151,7 @@ func (g *group) run() {
 		rooms   []*room
 		names   []string
 		cursors []chat.ID
+		started time.Time // of the last read
 	)
 	backoff := newBackoff()
 	defer func() {
@@ -159,6 +160,13 @@ func (g *group) run() {
 		}
 	}()
 	for h.ctx.Err() == nil {
+		if wait := h.opts.ReadInterval - time.Since(started); wait > 0 {
+			select {
+			case <-h.ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
 		g.mu.Lock()
 		rooms = append(rooms[:0], g.rooms...)
 		g.changed = false
@@ -213,6 +221,7 @@ func (g *group) run() {
 			block = -1 // a room came meanwhile: look, do not wait
 		}
 		g.mu.Unlock()
+		started = time.Now()
 		batches, err := reader.Read(h.ctx, names, cursors, h.opts.Batch, block)
 		g.mu.Lock()
 		g.reading = false
