@@ -24,7 +24,11 @@ import (
 
 // loadConfig is one workload.
 type loadConfig struct {
-	URLs       []string // gateway base URLs (ws://host:port); clients spread round-robin
+	URLs []string // gateway base URLs (ws://host:port)
+	// ByRoom puts all of a room's clients on one gateway (room i on URL
+	// i%len(URLs)), the placement of earlier runs. By default each room's
+	// clients are spread over every gateway, as a load balancer would.
+	ByRoom     bool
 	Rooms      int
 	Clients    int     // per room, publishers included
 	Publishers int     // per room
@@ -172,6 +176,17 @@ func (rc *receiver) onEvent(ev client.Event) {
 	}
 }
 
+// gatewayOf is the gateway of client i, which is in room i%rooms.
+func gatewayOf(i, rooms, gateways int, byRoom bool) int {
+	if byRoom {
+		return (i % rooms) % gateways
+	}
+	// The k-th client of room r: the room's clients take the gateways in
+	// turn, each room starting on a different one.
+	k, r := i/rooms, i%rooms
+	return (k + r) % gateways
+}
+
 // runLoad connects every client, publishes for the duration, waits for the
 // deliveries to drain, and checks every receiver.
 func runLoad(ctx context.Context, cfg loadConfig) (*result, error) {
@@ -220,7 +235,7 @@ func runLoad(ctx context.Context, cfg loadConfig) (*result, error) {
 			rc.lastSeq[p] = -1
 		}
 		r.receivers = append(r.receivers, rc)
-		u := fmt.Sprintf("%s/ws?room=%s&name=u%d", strings.TrimSuffix(cfg.URLs[i%len(cfg.URLs)], "/"), url.QueryEscape(r.name), i)
+		u := fmt.Sprintf("%s/ws?room=%s&name=u%d", strings.TrimSuffix(cfg.URLs[gatewayOf(i, cfg.Rooms, len(cfg.URLs), cfg.ByRoom)], "/"), url.QueryEscape(r.name), i)
 		if cfg.Secret != nil {
 			t, err := token.Mint(cfg.Secret, fmt.Sprint("u", i), "", nil, 24*time.Hour)
 			if err != nil {

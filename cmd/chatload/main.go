@@ -63,12 +63,14 @@ func loadMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	pids := fs.String("pids", "", "processes to measure, e.g. gateway=123,gateway=456,redis=789")
 	jsonOut := fs.String("json", "", "also write the result as JSON to this file")
 	idle := fs.Bool("idle", false, "connect and hold only, publishing nothing")
+	byRoom := fs.Bool("by-room", false, "put each room's clients on one gateway (the old placement) instead of spreading them over all")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	cfg := loadConfig{
 		URLs: strings.Split(*urls, ","), Rooms: *rooms, Clients: *clients, Publishers: *publishers,
 		Rate: *rate, Size: *size, Duration: *duration, Ramp: *ramp, Progress: stderr, Idle: *idle,
+		ByRoom: *byRoom,
 	}
 	var err error
 	if cfg.Sources, err = parseSources(*src); err != nil {

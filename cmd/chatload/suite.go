@@ -42,6 +42,7 @@ func suiteMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	src := fs.String("src", "127.0.0.2-127.0.0.50", "source addresses for the clients")
 	jsonDir := fs.String("json", "", "write each run's result as JSON into this directory")
 	auth := fs.String("auth", "anonymous", `"jwt": the replicas sign clients in with tokens (and share each user's send budget in Redis)`)
+	byRoom := fs.Bool("by-room", false, "put each room's clients on one replica (the old placement) instead of spreading them over all")
 	redisArgs := fs.String("redis-args", "", `extra redis-server arguments, e.g. "--appendonly yes --appendfsync always"`)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -83,6 +84,7 @@ func suiteMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			cfg := loadConfig{
 				URLs: env.urls, Rooms: *rooms, Clients: *clients, Publishers: *publishers, Rate: rate,
 				Size: *size, Duration: *duration, Ramp: 1000, Sources: sources, Procs: env.procs, Progress: stderr, Secret: secret,
+				ByRoom: *byRoom,
 			}
 			cfg.Sample = func() { redisClients[mode][rate] = env.connectedClients(ctx) }
 			res, err := runLoad(ctx, cfg)

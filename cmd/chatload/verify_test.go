@@ -40,3 +40,25 @@ func TestCheckViews(t *testing.T) {
 		}
 	}
 }
+
+// By default every room has clients on every gateway; -by-room keeps a
+// room on one.
+func TestGatewayOf(t *testing.T) {
+	const rooms, gateways = 20, 2
+	on := map[int]map[int]bool{}
+	for i := range rooms * 50 {
+		r := i % rooms
+		if on[r] == nil {
+			on[r] = map[int]bool{}
+		}
+		on[r][gatewayOf(i, rooms, gateways, false)] = true
+		if g := gatewayOf(i, rooms, gateways, true); g != r%gateways {
+			t.Fatalf("by room: client %d of room %d on gateway %d", i, r, g)
+		}
+	}
+	for r, gs := range on {
+		if len(gs) != gateways {
+			t.Fatalf("room %d has clients on %d of %d gateways", r, len(gs), gateways)
+		}
+	}
+}
