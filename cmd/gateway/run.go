@@ -60,7 +60,7 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	st := store.New(rdb, store.Options{MaxLen: cfg.StreamMaxlen, Blocking: blocking, DedupeWindow: cfg.DedupeWindow,
 		AckReplicas: cfg.AckWaitReplicas, AckTimeout: cfg.AckWaitTimeout})
 	h := hub.New(st, log, hub.Options{Direct: cfg.TailMode == config.TailDirect, History: cfg.History, Metrics: m,
-		OpenReader: hub.OpenWith(st.NewReader), Readers: cfg.TailReaders, ReadInterval: cfg.TailInterval})
+		OpenBells: hub.OpenWith(st.NewBells), ReadInterval: cfg.TailInterval})
 	defer h.Close()
 	auth, closeAuth, err := authenticator(cfg, log)
 	if err != nil {

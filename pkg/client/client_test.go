@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 	}
 	rdb := srv.Client()
 	st := store.New(rdb, store.Options{Prefix: "clienttest"})
-	h := hub.New(st, zap.NewNop(), hub.Options{Block: 200 * time.Millisecond, OpenReader: hub.OpenWith(st.NewReader)})
+	h := hub.New(st, zap.NewNop(), hub.Options{Block: 200 * time.Millisecond, OpenBells: hub.OpenWith(st.NewBells)})
 	gw := gateway.New(gateway.FromHub(h), st, nil, zap.NewNop(), gateway.Options{Rate: 1000, Burst: 1000})
 	ts := httptest.NewServer(gw.Handler())
 	gatewayURL = "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"

@@ -58,11 +58,9 @@ type Config struct {
 	WriteTimeout time.Duration `split_words:"true" default:"10s"`
 	// StoreTimeout bounds each Redis call made for a client.
 	StoreTimeout time.Duration `split_words:"true" default:"5s"`
-	// TailReaders is how many blocking connections per Redis node (per
-	// cluster slot) read the active rooms in shared mode; TailInterval is
-	// the least time between two reads of one connection, so that a busy
-	// replica collects more entries per read (0: read again at once).
-	TailReaders  int           `split_words:"true" default:"2"`
+	// TailInterval is the least time between two reads of one Redis
+	// node's rooms in shared mode, so that a busy replica collects more
+	// entries per read (0: read as soon as a room has news).
 	TailInterval time.Duration `split_words:"true" default:"0s"`
 	// DedupeWindow is how long a sent nonce is remembered.
 	DedupeWindow time.Duration `split_words:"true" default:"5m"`
@@ -187,8 +185,6 @@ func (c Config) Validate() error {
 		return bad("UPLOAD_RATE", "must be at least 1024 bytes per second")
 	case c.RoomFileQuota < c.MaxFile:
 		return bad("ROOM_FILE_QUOTA", "must be at least CHAT_MAX_FILE")
-	case c.TailReaders < 1:
-		return bad("TAIL_READERS", "must be at least 1")
 	case c.TailInterval < 0 || c.TailInterval > time.Second:
 		return bad("TAIL_INTERVAL", "must be between 0 and 1s")
 	case c.MaxConnsPerIP < 0:

@@ -55,7 +55,7 @@ func newEnv(t *testing.T, hopts hub.Options, gopts gateway.Options) *env {
 		// keeps the default.
 		hopts.Block = 250 * time.Millisecond
 	}
-	hopts.OpenReader = hub.OpenWith(st.NewReader)
+	hopts.OpenBells = hub.OpenWith(st.NewBells)
 	h := hub.New(st, log, hopts)
 	gw := gateway.New(gateway.FromHub(h), st, http.NotFoundHandler(), log, gopts)
 	t.Cleanup(h.Close) // after the gateway's own cleanup
@@ -603,7 +603,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg, "test")
 	st := store.New(rdb, store.Options{Prefix: redistest.Prefix(t)})
-	h := hub.New(st, log, hub.Options{Block: 250 * time.Millisecond, Metrics: m, OpenReader: hub.OpenWith(st.NewReader)})
+	h := hub.New(st, log, hub.Options{Block: 250 * time.Millisecond, Metrics: m, OpenBells: hub.OpenWith(st.NewBells)})
 	gw := gateway.New(gateway.FromHub(h), st, nil, log, gateway.Options{Metrics: m, MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Rate: 1, Burst: 2})
 	ts := httptest.NewServer(gw.Handler())
 	t.Cleanup(func() {
@@ -732,7 +732,7 @@ func TestHubPostReachesAnotherReplica(t *testing.T) {
 	untilReady(t, c)
 	// A second replica's hub on the same Redis, with no connection at all:
 	// a publisher or a bot.
-	other := hub.New(e.store, zaptest.NewLogger(t), hub.Options{Block: 250 * time.Millisecond, OpenReader: hub.OpenWith(e.store.NewReader)})
+	other := hub.New(e.store, zaptest.NewLogger(t), hub.Options{Block: 250 * time.Millisecond, OpenBells: hub.OpenWith(e.store.NewBells)})
 	defer other.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()

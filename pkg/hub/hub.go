@@ -33,7 +33,10 @@ type Store interface {
 	After(ctx context.Context, room string, after chat.ID, count int) ([]chat.Event, chat.ID, error)
 	// Read waits up to block for entries after the ID (direct mode).
 	Read(ctx context.Context, room string, after chat.ID, count int, block time.Duration) ([]chat.Event, error)
-	// Group names the rooms one StreamReader may read together.
+	// ReadRooms returns, without waiting, up to count entries after each
+	// room's cursor, indexed like rooms (shared mode).
+	ReadRooms(ctx context.Context, rooms []string, after []chat.ID, count int) ([][]chat.Event, error)
+	// Group names the rooms whose bells one subscription carries.
 	Group(ctx context.Context, room string) (string, error)
 	// Append stores e; a repeat of (room, sender, nonce) within the
 	// store's dedupe window stores nothing and returns the first ID.
@@ -79,17 +82,13 @@ type Options struct {
 	// PresenceTTL is how long a member stays online without a refresh; the
 	// hub refreshes its members every third of it. Default 30s.
 	PresenceTTL time.Duration
-	// Readers is how many blocking connections read the rooms of one store
-	// group (one Redis node, or one cluster slot) in shared mode; the
-	// rooms are spread evenly over them. Default 2.
-	Readers int
 	// ReadInterval is the least time between the starts of two reads of
-	// one reader: a busy replica then gets more entries, of more rooms, per
-	// XREAD, for at most that much more latency. Default 0.
+	// one Redis node's rooms: a busy replica then gets more entries, of
+	// more rooms, per XREAD, for at most that much more latency. Default 0.
 	ReadInterval time.Duration
-	// OpenReader opens a connection that reads many rooms of room's store
-	// group (store.Store.NewReader). Required in shared mode.
-	OpenReader func(ctx context.Context, room string) (StreamReader, error)
+	// OpenBells subscribes to the bells of room's store group, starting
+	// with room's (store.Store.NewBells). Required in shared mode.
+	OpenBells func(ctx context.Context, room string) (Bells, error)
 	// Metrics receives the hub's counters. Default: discarded.
 	Metrics *metrics.Metrics
 }
@@ -113,9 +112,6 @@ func (o *Options) setDefaults() {
 	if o.PresenceTTL <= 0 {
 		o.PresenceTTL = 30 * time.Second
 	}
-	if o.Readers <= 0 {
-		o.Readers = 2
-	}
 	if o.Metrics == nil {
 		o.Metrics = metrics.Discard()
 	}
@@ -133,7 +129,7 @@ type Hub struct {
 
 	mu     sync.Mutex
 	rooms  map[string]*room
-	groups map[string][]*group // shared mode's reads, by store group
+	groups map[string]*group // shared mode's reads, by store group
 	closed bool
 }
 
@@ -148,7 +144,7 @@ func New(store Store, log *zap.Logger, opts Options) *Hub {
 		ctx:    ctx,
 		cancel: cancel,
 		rooms:  make(map[string]*room),
-		groups: make(map[string][]*group),
+		groups: make(map[string]*group),
 	}
 }
 
@@ -187,12 +183,10 @@ func (h *Hub) Healthy() error {
 	now := time.Now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for key, gs := range h.groups {
-		for _, g := range gs {
-			if n := g.size(); n > 0 {
-				if since := now.Sub(time.Unix(0, g.lastRead.Load())); since > limit {
-					return fmt.Errorf("the read of %d rooms (group %q): no completed stream read for %s", n, key, since.Round(time.Millisecond))
-				}
+	for key, g := range h.groups {
+		if n := g.size(); n > 0 {
+			if since := now.Sub(time.Unix(0, g.lastRead.Load())); since > limit {
+				return fmt.Errorf("the reads of %d rooms (group %q): none completed for %s", n, key, since.Round(time.Millisecond))
 			}
 		}
 	}

@@ -27,7 +27,7 @@ func setup(t testing.TB, maxLen int64, opts hub.Options) (*hub.Hub, *store.Store
 	if opts.Block == 0 {
 		opts.Block = 100 * time.Millisecond
 	}
-	opts.OpenReader = hub.OpenWith(st.NewReader)
+	opts.OpenBells = hub.OpenWith(st.NewBells)
 	h := hub.New(st, zaptest.NewLogger(t), opts)
 	t.Cleanup(h.Close)
 	return h, st, srv

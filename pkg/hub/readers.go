@@ -11,72 +11,64 @@ import (
 	"github.com/streamchat/streamchat/pkg/chat"
 )
 
-// StreamReader is one connection that waits for many rooms' streams at
-// once (store.Reader): XREAD BLOCK over all of them.
-type StreamReader interface {
-	// Read waits up to block for entries after each room's cursor and
-	// returns up to count of each room's, indexed like rooms.
-	Read(ctx context.Context, rooms []string, after []chat.ID, count int, block time.Duration) ([][]chat.Event, error)
-	// Wake ends the current wait early, so the next Read sees new rooms.
-	Wake(ctx context.Context) error
-	// CanWake reports whether Wake works; without it waits are kept short.
-	CanWake() bool
+// Bells is a subscription to the bells of many rooms (store.Bells): every
+// append to a room's stream rings its bell.
+type Bells interface {
+	Subscribe(ctx context.Context, rooms ...string) error
+	Unsubscribe(ctx context.Context, rooms ...string) error
+	// Receive waits for a bell, or a confirmed subscription, and returns
+	// its room.
+	Receive(ctx context.Context) (string, error)
 	Close() error
 }
 
-// OpenWith adapts a constructor of a concrete reader (store.Store.NewReader)
-// to Options.OpenReader.
-func OpenWith[R StreamReader](open func(ctx context.Context, room string) (R, error)) func(ctx context.Context, room string) (StreamReader, error) {
-	return func(ctx context.Context, room string) (StreamReader, error) {
-		r, err := open(ctx, room)
+// OpenWith adapts a constructor of a concrete subscription
+// (store.Store.NewBells) to Options.OpenBells.
+func OpenWith[B Bells](open func(ctx context.Context, room string) (B, error)) func(ctx context.Context, room string) (Bells, error) {
+	return func(ctx context.Context, room string) (Bells, error) {
+		b, err := open(ctx, room)
 		if err != nil {
 			return nil, err
 		}
-		return r, nil
+		return b, nil
 	}
 }
 
-// shortBlock is the wait of a reader that cannot be woken: how late, at
-// most, a room that joins its read is first read.
-const shortBlock = 100 * time.Millisecond
-
-// group is one blocking connection's worth of rooms: its loop reads every
-// room of the group with one XREAD and pushes each room's entries into
-// that room's window. A room stays in the group it was added to for its
-// whole life, so exactly one loop ever reads it and its cursor (room.last)
-// has one writer: no entry can be read twice or skipped when rooms come
-// and go. Groups of a store group (one node, or one cluster slot) are
-// filled evenly: a new room goes to the group with the fewest.
+// group reads the active rooms of one store group (one Redis node) in
+// shared mode. One subscription carries the bells of all its rooms; the
+// loop reads, without blocking, the rooms that rang since its last read,
+// all in one XREAD, and pushes each room's entries into that room's
+// window. Every block interval it reads all its rooms, which catches any
+// bell lost while the subscription was reconnecting and proves the reads
+// work (Healthy). One loop reads a room for the room's whole life, so its
+// cursor (room.last) has one writer: no entry is read twice or skipped.
 type group struct {
 	h   *Hub
-	key string // the store's group: every room here can share one XREAD
+	key string
 	log *zap.Logger
 
 	mu      sync.Mutex
-	rooms   []*room
-	changed bool          // rooms came since the read in flight began
-	reading bool          // a read that Wake may end is in flight
-	kick    chan struct{} // rooms came while the loop had none
-	reader  StreamReader  // the loop's open connection, for Wake
+	rooms   map[string]*room
+	rung    map[string]bool // rooms to read on the next pass
+	pending map[string]bool // subscription changes to make: true subscribes
+	signal  chan struct{}   // cap 1: rung or pending changed
+	bells   Bells           // the subscription, once open
 
 	lastRead atomic.Int64 // unix nanoseconds of the last completed read
 }
 
-// addRoom puts r in the least filled group of its store group, starting a
-// group when every one is full and fewer than Readers run. Called with
-// h.mu held.
+// addRoom puts r in the group of its store group, starting the group if
+// needed. Called with h.mu held.
 func (h *Hub) addRoom(r *room, key string) {
-	gs := h.groups[key]
-	var g *group
-	for _, c := range gs {
-		if g == nil || c.size() < g.size() {
-			g = c
+	g := h.groups[key]
+	if g == nil {
+		g = &group{
+			h: h, key: key, log: h.log.With(zap.String("group", key)),
+			rooms: map[string]*room{}, rung: map[string]bool{}, pending: map[string]bool{},
+			signal: make(chan struct{}, 1),
 		}
-	}
-	if g == nil || (g.size() > 0 && len(gs) < h.opts.Readers) {
-		g = &group{h: h, key: key, log: h.log.With(zap.String("group", key)), kick: make(chan struct{}, 1)}
 		g.lastRead.Store(time.Now().UnixNano())
-		h.groups[key] = append(gs, g)
+		h.groups[key] = g
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
@@ -84,7 +76,24 @@ func (h *Hub) addRoom(r *room, key string) {
 		}()
 	}
 	r.g = g
-	g.add(r)
+	g.mu.Lock()
+	g.rooms[r.name] = r
+	g.pending[r.name] = true
+	g.rung[r.name] = true // read once now: entries may predate the bell
+	g.mu.Unlock()
+	g.poke()
+}
+
+// remove takes a stopped room out of its group.
+func (g *group) remove(r *room) {
+	g.mu.Lock()
+	if g.rooms[r.name] == r {
+		delete(g.rooms, r.name)
+		delete(g.rung, r.name)
+		g.pending[r.name] = false
+	}
+	g.mu.Unlock()
+	g.poke()
 }
 
 func (g *group) size() int {
@@ -93,73 +102,60 @@ func (g *group) size() int {
 	return len(g.rooms)
 }
 
-// add includes r from the next read on; a read in flight is woken so that
-// r's first entries wait for no other room's traffic.
-func (g *group) add(r *room) {
-	g.mu.Lock()
-	g.rooms = append(g.rooms, r)
-	g.changed = true
-	wake := g.reading && g.reader != nil && g.reader.CanWake()
-	if wake {
-		g.reading = false // one wake per read is enough
-	}
-	reader := g.reader
-	g.mu.Unlock()
+func (g *group) poke() {
 	select {
-	case g.kick <- struct{}{}:
+	case g.signal <- struct{}{}:
 	default:
 	}
-	if wake {
-		// Off the caller's path (it holds the hub's lock): one short
-		// command on the command pool.
-		go func() {
-			ctx, cancel := context.WithTimeout(g.h.ctx, time.Second)
-			defer cancel()
-			if err := reader.Wake(ctx); err != nil && ctx.Err() == nil {
-				g.log.Debug("wake of a stream read failed; the room waits for the read's end", zap.Error(err))
-			}
-		}()
-	}
 }
 
-// remove takes a stopped room out of the group; its entries are no longer
-// read from the next read on.
-func (g *group) remove(r *room) {
+// ring marks a room to be read.
+func (g *group) ring(room string) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	for i, x := range g.rooms {
-		if x == r {
-			last := len(g.rooms) - 1
-			g.rooms[i] = g.rooms[last]
-			g.rooms[last] = nil
-			g.rooms = g.rooms[:last]
-			return
-		}
+	if g.rooms[room] != nil {
+		g.rung[room] = true
 	}
+	g.mu.Unlock()
+	g.poke()
 }
 
-// run reads the group's rooms until the hub stops. The connection is
-// opened when the group first has rooms and kept while it runs; a failed
-// read closes it and opens a new one after a backoff, as go-redis would.
+// run is the group's loop, until the hub stops.
 func (g *group) run() {
 	h := g.h
 	h.opts.Metrics.Tailers.Inc()
 	defer h.opts.Metrics.Tailers.Dec()
 	var (
-		reader  StreamReader
-		failing bool
-		rooms   []*room
-		names   []string
-		cursors []chat.ID
-		started time.Time // of the last read
+		failing  bool
+		rooms    []*room
+		names    []string
+		cursors  []chat.ID
+		started  time.Time // of the last read
+		received sync.WaitGroup
 	)
 	backoff := newBackoff()
+	sweep := time.NewTicker(h.opts.Block)
+	defer sweep.Stop()
 	defer func() {
-		if reader != nil {
-			_ = reader.Close()
+		g.mu.Lock()
+		b := g.bells
+		g.bells = nil
+		g.mu.Unlock()
+		if b != nil {
+			_ = b.Close() // ends Receive
 		}
+		received.Wait()
 	}()
+	all := false
 	for h.ctx.Err() == nil {
+		if !all {
+			select {
+			case <-h.ctx.Done():
+				return
+			case <-g.signal:
+			case <-sweep.C:
+				all = true
+			}
+		}
 		if wait := h.opts.ReadInterval - time.Since(started); wait > 0 {
 			select {
 			case <-h.ctx.Done():
@@ -167,43 +163,28 @@ func (g *group) run() {
 			case <-time.After(wait):
 			}
 		}
-		g.mu.Lock()
-		rooms = append(rooms[:0], g.rooms...)
-		g.changed = false
-		g.mu.Unlock()
-		if len(rooms) == 0 {
-			// No rooms: give the connection back, and end the group when
-			// none came for a block interval.
-			if reader != nil {
-				g.mu.Lock()
-				g.reader = nil
-				g.mu.Unlock()
-				_ = reader.Close()
-				reader = nil
-			}
-			select {
-			case <-h.ctx.Done():
-				return
-			case <-g.kick:
-				continue
-			case <-time.After(h.opts.Block):
-			}
-			if g.retire() {
+		if err := g.subscribe(&received); err != nil {
+			if h.ctx.Err() != nil {
 				return
 			}
+			g.fail(&failing, err)
+			backoff.wait(h.ctx)
+			g.poke()
 			continue
 		}
-		if reader == nil {
-			var err error
-			reader, err = h.opts.OpenReader(h.ctx, rooms[0].name)
-			if err != nil {
-				g.fail(&failing, err)
-				backoff.wait(h.ctx)
-				continue
+
+		g.mu.Lock()
+		rooms = rooms[:0]
+		for name, r := range g.rooms {
+			if all || g.rung[name] {
+				rooms = append(rooms, r)
 			}
-			g.mu.Lock()
-			g.reader = reader
-			g.mu.Unlock()
+		}
+		clear(g.rung)
+		empty := len(g.rooms) == 0
+		g.mu.Unlock()
+		if empty && all && g.retire() {
+			return
 		}
 		names, cursors = names[:0], cursors[:0]
 		for _, r := range rooms {
@@ -211,47 +192,124 @@ func (g *group) run() {
 			names, cursors = append(names, r.name), append(cursors, r.last)
 			r.mu.RUnlock()
 		}
-		block := h.opts.Block
-		if !reader.CanWake() {
-			block = min(block, shortBlock)
-		}
-		g.mu.Lock()
-		g.reading = !g.changed
-		if g.changed {
-			block = -1 // a room came meanwhile: look, do not wait
-		}
-		g.mu.Unlock()
 		started = time.Now()
-		batches, err := reader.Read(h.ctx, names, cursors, h.opts.Batch, block)
-		g.mu.Lock()
-		g.reading = false
-		g.mu.Unlock()
+		sctx, cancel := context.WithTimeout(h.ctx, h.opts.Block)
+		batches, err := h.store.ReadRooms(sctx, names, cursors, h.opts.Batch)
+		cancel()
 		if err != nil {
 			if h.ctx.Err() != nil {
 				return
 			}
 			h.opts.Metrics.RedisErrors.WithLabelValues("xread").Inc()
 			g.fail(&failing, err)
-			g.mu.Lock()
-			g.reader = nil
-			g.mu.Unlock()
-			_ = reader.Close()
-			reader = nil
+			for _, r := range rooms {
+				g.ring(r.name) // read them again
+			}
+			clear(rooms)
 			backoff.wait(h.ctx)
 			continue
 		}
 		if failing {
-			g.log.Info("stream reads recovered", zap.Int("rooms", len(rooms)))
+			g.log.Info("stream reads recovered", zap.Int("rooms", g.size()))
 			failing = false
 		}
 		backoff.reset()
 		g.lastRead.Store(time.Now().UnixNano())
+		all = false
 		for i, events := range batches {
-			if len(events) > 0 {
-				rooms[i].push(encode(events))
+			if len(events) == 0 {
+				continue
+			}
+			rooms[i].push(encode(events))
+			if len(events) == h.opts.Batch {
+				g.ring(rooms[i].name) // more after this batch
 			}
 		}
 		clear(rooms) // hold no room past its read
+	}
+}
+
+// subscribe makes the subscription changes pending, opening the
+// subscription (and its receiving goroutine) with the first room.
+func (g *group) subscribe(received *sync.WaitGroup) error {
+	h := g.h
+	g.mu.Lock()
+	if len(g.pending) == 0 {
+		g.mu.Unlock()
+		return nil
+	}
+	var add, drop []string
+	for name, on := range g.pending {
+		if on {
+			add = append(add, name)
+		} else {
+			drop = append(drop, name)
+		}
+	}
+	clear(g.pending)
+	b := g.bells
+	g.mu.Unlock()
+	requeue := func(names []string, on bool) {
+		g.mu.Lock()
+		for _, n := range names {
+			if _, later := g.pending[n]; !later {
+				g.pending[n] = on
+			}
+		}
+		g.mu.Unlock()
+	}
+	ctx, cancel := context.WithTimeout(h.ctx, h.opts.Block)
+	defer cancel()
+	if b == nil {
+		if len(add) == 0 {
+			return nil // nothing was subscribed yet
+		}
+		var err error
+		if b, err = h.opts.OpenBells(ctx, add[0]); err != nil {
+			requeue(add, true)
+			return err
+		}
+		g.mu.Lock()
+		g.bells = b
+		g.mu.Unlock()
+		received.Go(func() { g.receive(b) })
+		add = add[1:]
+	}
+	if len(drop) > 0 {
+		if err := b.Unsubscribe(ctx, drop...); err != nil {
+			requeue(drop, false)
+			requeue(add, true)
+			return err
+		}
+	}
+	if len(add) > 0 {
+		if err := b.Subscribe(ctx, add...); err != nil {
+			requeue(add, true)
+			return err
+		}
+	}
+	return nil
+}
+
+// receive turns bells into reads until the subscription is closed. A
+// failing subscription is retried by go-redis, which subscribes again;
+// the confirmations then ring every room.
+func (g *group) receive(b Bells) {
+	backoff := newBackoff()
+	for {
+		room, err := b.Receive(g.h.ctx)
+		if err != nil {
+			g.mu.Lock()
+			closed := g.bells != b
+			g.mu.Unlock()
+			if closed || g.h.ctx.Err() != nil {
+				return
+			}
+			backoff.wait(g.h.ctx)
+			continue
+		}
+		backoff.reset()
+		g.ring(room)
 	}
 }
 
@@ -260,21 +318,10 @@ func (g *group) retire() bool {
 	h := g.h
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if g.size() > 0 {
+	if g.size() > 0 || h.groups[g.key] != g {
 		return false
 	}
-	gs := h.groups[g.key]
-	for i, x := range gs {
-		if x == g {
-			gs = append(gs[:i], gs[i+1:]...)
-			break
-		}
-	}
-	if len(gs) == 0 {
-		delete(h.groups, g.key)
-	} else {
-		h.groups[g.key] = gs
-	}
+	delete(h.groups, g.key)
 	return true
 }
 

@@ -16,7 +16,7 @@ import (
 // read has steady traffic: every room gets each of its entries once and in
 // order, the busy room included.
 func TestRoomsComeAndGoUnderTraffic(t *testing.T) {
-	h, st, _ := setup(t, 100000, hub.Options{Readers: 1, IdleTimeout: time.Millisecond})
+	h, st, _ := setup(t, 100000, hub.Options{IdleTimeout: time.Millisecond})
 	steady := join(t, h, "steady", "ann")
 	const n = 400
 	var (
@@ -60,9 +60,9 @@ func TestRoomsComeAndGoUnderTraffic(t *testing.T) {
 }
 
 // A session whose cursor the stream trimmed away learns it (ErrLagged)
-// when its room shares a read with others, and the others go on.
+// when its room shares reads with others, and the others go on.
 func TestTrimmedCursorInASharedRead(t *testing.T) {
-	h, st, _ := setup(t, 100, hub.Options{Readers: 1, Window: 4})
+	h, st, _ := setup(t, 100, hub.Options{Window: 4})
 	a := join(t, h, "a", "ann")
 	slow := join(t, h, "b", "slow")
 	c := join(t, h, "c", "cat")

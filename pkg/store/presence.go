@@ -42,18 +42,25 @@ func parseMember(member string) (uid, name string) {
 // leaveScript removes one member and appends its leave entry only if this
 // call removed it, so a leave is written exactly once even when the member's
 // own replica and a reaping replica race.
+// KEYS: online, stream, bell. ARGV: member, maxlen, name, uid, publish
+// command.
 var leaveScript = redis.NewScript(`
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  local id
   if ARGV[4] ~= '' then
-    return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'type', 'leave', 'from', ARGV[3], 'uid', ARGV[4])
+    id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'type', 'leave', 'from', ARGV[3], 'uid', ARGV[4])
+  else
+    id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'type', 'leave', 'from', ARGV[3])
   end
-  return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'type', 'leave', 'from', ARGV[3])
+  redis.call(ARGV[5], KEYS[3], id)
+  return id
 end
 return false
 `)
 
 // reapScript removes members whose expiry has passed and appends a leave
-// entry for each one it removed.
+// entry for each one it removed, and rings the bell once.
+// KEYS: online, stream, bell. ARGV: now, maxlen, publish command.
 var reapScript = redis.NewScript(`
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, 500)
 local n = 0
@@ -74,6 +81,7 @@ for _, m in ipairs(expired) do
     n = n + 1
   end
 end
+if n > 0 then redis.call(ARGV[3], KEYS[3], 'reaped') end
 return n
 `)
 
@@ -87,6 +95,7 @@ func (s *Store) Join(ctx context.Context, room string, m chat.Member, ttl time.D
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.ZAdd(ctx, online, redis.Z{Score: float64(now.Add(ttl).UnixMilli()), Member: memberKey(m)})
 		add = p.XAdd(ctx, s.xaddArgs(log, chat.Event{Kind: chat.KindJoin, From: m.Name, UID: m.UID}))
+		s.ring(ctx, p, room)
 		names = p.ZRangeByScore(ctx, online, &redis.ZRangeBy{Min: "(" + msScore(now), Max: "+inf"})
 		return nil
 	})
@@ -103,8 +112,8 @@ func (s *Store) Join(ctx context.Context, room string, m chat.Member, ttl time.D
 // Leave removes m and appends its leave entry, unless m was already gone
 // (reaped by another replica), in which case it reports false.
 func (s *Store) Leave(ctx context.Context, room string, m chat.Member) (bool, error) {
-	keys := []string{s.OnlineKey(room), s.LogKey(room)}
-	err := leaveScript.Run(ctx, s.rdb, keys, memberKey(m), s.maxLen, m.Name, m.UID).Err()
+	keys := []string{s.OnlineKey(room), s.LogKey(room), s.BellChannel(room)}
+	err := leaveScript.Run(ctx, s.rdb, keys, memberKey(m), s.maxLen, m.Name, m.UID, s.publishCmd()).Err()
 	switch {
 	case err == redis.Nil:
 		return false, nil
@@ -130,7 +139,7 @@ func (s *Store) Refresh(ctx context.Context, room string, members []chat.Member,
 			return 0, fmt.Errorf("zadd %s: %w", online, err)
 		}
 	}
-	n, err := reapScript.Run(ctx, s.rdb, []string{online, log}, msScore(now), s.maxLen).Int()
+	n, err := reapScript.Run(ctx, s.rdb, []string{online, log, s.BellChannel(room)}, msScore(now), s.maxLen, s.publishCmd()).Int()
 	if err != nil {
 		return 0, fmt.Errorf("reap %s: %w", online, err)
 	}

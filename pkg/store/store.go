@@ -122,17 +122,20 @@ func (s *Store) SentKey(room, sender, nonce string) string {
 // in one atomic step: the check, the XADD and the record of the new ID. So
 // a retry, from any replica, and an original that Redis runs late (after
 // the client gave up on it and retried) both find the first entry.
-// KEYS: stream, sent key. ARGV: maxlen, window in ms, touch (1 when the
-// caller will WAIT for replicas: a duplicate then writes the record again,
-// so that the WAIT covers the original entry too), then the entry's fields.
+// A new entry rings the room's bell (see Bells).
+// KEYS: stream, sent key, bell channel. ARGV: maxlen, window in ms, touch
+// (1 when the caller will WAIT for replicas: a duplicate then writes the
+// record again, so that the WAIT covers the original entry too), the
+// publish command, then the entry's fields.
 var appendScript = redis.NewScript(`
 local id = redis.call('GET', KEYS[2])
 if id then
   if ARGV[3] == '1' then redis.call('SET', KEYS[2], id, 'KEEPTTL') end
   return {id, 1}
 end
-id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 4))
+id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 5))
 redis.call('SET', KEYS[2], id, 'PX', ARGV[2])
+redis.call(ARGV[4], KEYS[3], id)
 return {id, 0}
 `)
 
@@ -148,15 +151,24 @@ func (s *Store) Append(ctx context.Context, e chat.Event, sender string) (chat.A
 	queue := func(c redis.Cmdable) {
 		if !dedupe {
 			cmd = c.XAdd(ctx, s.xaddArgs(key, e))
+			s.ring(ctx, c, e.Room)
 			return
 		}
-		cmd = appendScript.EvalSha(ctx, c, []string{key, s.SentKey(e.Room, sender, e.Nonce)}, s.scriptArgs(e)...)
+		cmd = appendScript.EvalSha(ctx, c, []string{key, s.SentKey(e.Room, sender, e.Nonce), s.BellChannel(e.Room)}, s.scriptArgs(e)...)
 	}
 	var wait *redis.Cmd
 	run := func() error {
 		if s.opts.AckReplicas <= 0 {
-			queue(s.rdb)
-			return cmd.Err()
+			if dedupe {
+				queue(s.rdb)
+				return cmd.Err()
+			}
+			// The entry and its bell in one transaction, in order.
+			_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				queue(p)
+				return nil
+			})
+			return err
 		}
 		// WAIT counts the replicas that have this connection's writes, so
 		// it must follow the append on the same connection: one pipeline
@@ -226,8 +238,8 @@ func (s *Store) scriptArgs(e chat.Event) []any {
 		touch = "1"
 	}
 	values := s.fields(e)
-	args := make([]any, 0, 3+len(values))
-	args = append(args, s.maxLen, s.opts.DedupeWindow.Milliseconds(), touch)
+	args := make([]any, 0, 4+len(values))
+	args = append(args, s.maxLen, s.opts.DedupeWindow.Milliseconds(), touch, s.publishCmd())
 	return append(args, values...)
 }
 
