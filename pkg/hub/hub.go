@@ -1,10 +1,11 @@
 // Package hub runs the rooms of one gateway replica. Every connection has its
-// own cursor and reads the entries after it; in shared mode one tailer per
-// active room reads the stream into an in-memory window and writes each
-// batch to the connections that keep up (Follower.TryWrite); a connection
-// that falls short catches up in a goroutine of its own session, from the
-// window or from Redis, and then follows again. So Redis connections grow
-// with rooms, not users, and a slow connection only delays itself. The hub
+// own cursor and reads the entries after it; in shared mode one reader per
+// Redis node follows the bells of the active rooms, reads the rooms that
+// rang into their in-memory windows and writes each batch to the
+// connections that keep up (Follower.TryWrite); a connection that falls
+// short catches up in a goroutine of its own session, from the window or
+// from Redis, and then follows again. So Redis connections grow with Redis
+// nodes, not rooms or users, and a slow connection only delays itself. The hub
 // deals in events and their JSON payloads, encoded once per replica; how a
 // payload reaches a client is the Follower's business.
 package hub

@@ -67,7 +67,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		RedisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "streamchat", Name: "redis_errors_total", Help: "Failed Redis operations, by operation."}, []string{"op"}),
 		Tailers: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "streamchat", Name: "room_tailers", Help: "Active room tailers (shared mode)."}),
+			Namespace: "streamchat", Name: "room_tailers", Help: "Active stream readers (shared mode: one per Redis node with active rooms)."}),
 		CatchUpReads: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "streamchat", Name: "catchup_reads_total", Help: "Reads from Redis by connections behind their room's window (slow or resuming)."}),
 		RateLimited: prometheus.NewCounter(prometheus.CounterOpts{

@@ -25,9 +25,10 @@ type Options struct {
 	// MaxLen is the approximate cap of each room's stream (XADD MAXLEN ~).
 	// Default 2000.
 	MaxLen int64
-	// Blocking, when set, serves the blocking reads (XREAD BLOCK), which
-	// hold a connection each for up to a block interval; every other
-	// command uses the main client. Giving them their own pool keeps a
+	// Blocking, when set, serves the connections that wait: bell
+	// subscriptions (one per node) and direct mode's XREAD BLOCK, which
+	// holds a connection for up to a block interval; every other command
+	// uses the main client. Giving them their own pool keeps a
 	// burst of joins or leaves from growing the connections that readers
 	// need, and lets the command pool stay small. Default: the main client.
 	Blocking redis.UniversalClient
