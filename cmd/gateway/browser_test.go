@@ -436,6 +436,18 @@ func TestBrowserSignedIn(t *testing.T) {
 	b.check()
 }
 
+// withFile returns JavaScript that puts a file with the bytes in a
+// DataTransfer named dt and then runs use, as a drop or a paste would
+// carry it.
+func withFile(name, mime string, data []byte, use string) string {
+	return `(() => {
+		const bytes = Uint8Array.from(atob(` + jsString(base64.StdEncoding.EncodeToString(data)) + `), (c) => c.charCodeAt(0));
+		const dt = new DataTransfer();
+		dt.items.add(new File([bytes], ` + jsString(name) + `, { type: ` + jsString(mime) + ` }));
+		` + use + `;
+	})()`
+}
+
 // waitEval is waitJS by repeated evaluation, for a page restored from the
 // back/forward cache, where chromedp's Poll waits for a load that never
 // comes.
@@ -503,12 +515,8 @@ func TestBrowserFilesAndHistory(t *testing.T) {
 	b.join(r2, room, "bob")
 
 	img := scenery(t, 320, 180)
-	a.do(chromedp.Evaluate[chromedp.Void](`(() => {
-		const bytes = Uint8Array.from(atob(` + jsString(base64.StdEncoding.EncodeToString(img)) + `), (c) => c.charCodeAt(0));
-		const dt = new DataTransfer();
-		dt.items.add(new File([bytes], "trail-view.png", { type: "image/png" }));
-		document.querySelector(".chat").dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
-	})()`))
+	a.do(chromedp.Evaluate[chromedp.Void](withFile("trail-view.png", "image/png", img,
+		`document.querySelector(".chat").dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }))`)))
 	b.waitJS("the PNG as an image on the other replica's page", `[...document.querySelectorAll('#messages img')].some(i => i.complete && i.naturalWidth === 320 && i.getAttribute('width') === '320')`)
 	a.waitJS("the upload delivered on A", `[...document.querySelectorAll('#messages .msg.mine img')].some(i => i.naturalWidth === 320)`)
 	a.send("the view from the top, last weekend")
@@ -621,12 +629,8 @@ func TestBrowserPasteAttachAndExpiry(t *testing.T) {
 			.observe(document.querySelector('#messages'), { childList: true, subtree: true, characterData: true });`))
 
 	img := scenery(t, 64, 48)
-	a.do(chromedp.Evaluate[chromedp.Void](`(() => {
-		const bytes = Uint8Array.from(atob(` + jsString(base64.StdEncoding.EncodeToString(img)) + `), (c) => c.charCodeAt(0));
-		const dt = new DataTransfer();
-		dt.items.add(new File([bytes], "clip.png", { type: "image/png" }));
-		document.querySelector('#text').dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true }));
-	})()`))
+	a.do(chromedp.Evaluate[chromedp.Void](withFile("clip.png", "image/png", img,
+		`document.querySelector('#text').dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true }))`)))
 	b.waitJS("the pasted image on the other replica", `[...document.querySelectorAll('#messages img')].some(i => i.complete && i.naturalWidth === 64 && i.alt === 'clip.png')`)
 
 	notes := filepath.Join(t.TempDir(), "notes.txt")

@@ -110,9 +110,6 @@ func (a Attrs) Map() map[string]string {
 	return m
 }
 
-// Get returns one attribute, "" when it is absent.
-func (a Attrs) Get(k string) string { return a.Map()[k] }
-
 // CheckAttrs checks encoded attributes as NewAttrs checks a map: a JSON
 // object's members with string values, at most MaxAttrs, valid keys,
 // values of valid UTF-8 up to MaxAttrValueLen bytes. Attributes made by

@@ -60,7 +60,7 @@ func (s *Store) ring(ctx context.Context, c redis.Cmdable, room string) {
 // Group names the rooms whose bells one subscription can carry: the Redis
 // node that serves the room ("" for a single node or Sentinel).
 func (s *Store) Group(ctx context.Context, room string) (string, error) {
-	cc, ok := s.block.(*redis.ClusterClient)
+	cc, ok := s.rdb.(*redis.ClusterClient)
 	if !ok {
 		return "", nil
 	}
