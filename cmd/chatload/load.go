@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -44,6 +45,9 @@ type loadConfig struct {
 	// Secret, when set, signs every client in with an HS256 token (the
 	// gateways run CHAT_AUTH=jwt with this CHAT_JWT_SECRET).
 	Secret []byte
+	// Receiver is how clients read: receiverLean (the default) or
+	// receiverClient.
+	Receiver string
 }
 
 // result is what one run measured.
@@ -85,7 +89,7 @@ func (r *result) ok() bool {
 // it saw.
 type receiver struct {
 	room   *room
-	conn   *client.Conn
+	conn   loadConn
 	ready  atomic.Bool
 	cursor chat.ID // ready.cursor: every message after it must arrive
 
@@ -131,13 +135,12 @@ func parseText(text string) (pub int, seq int64, sent int64, ok bool) {
 	return p, s, t, err1 == nil && err2 == nil && err3 == nil
 }
 
+// onEvent is the client receiver's view of a decoded frame.
 func (rc *receiver) onEvent(ev client.Event) {
 	switch ev.Type {
 	case "ready":
-		if c, err := chat.ParseID(ev.Cursor); err == nil && !rc.ready.Load() {
-			rc.cursor = c
-			rc.last = c
-			rc.ready.Store(true)
+		if c, err := chat.ParseID(ev.Cursor); err == nil {
+			rc.readyAt(c)
 		}
 	case "message":
 		if !rc.ready.Load() || ev.Replay {
@@ -149,31 +152,70 @@ func (rc *receiver) onEvent(ev client.Event) {
 		if err != nil || !ok {
 			return // not ours
 		}
-		rc.mu.Lock()
-		switch {
-		case !rc.last.Less(id):
-			if id == rc.last {
-				rc.dups++
-			} else {
+		rc.message(id, pub, seq, sent, now)
+	}
+}
+
+// onFrame is the lean receiver's view of a frame of type typ: it finds
+// what it checks by scanning the bytes, and allocates nothing.
+func (rc *receiver) onFrame(typ, b []byte) {
+	switch {
+	case bytes.Equal(typ, typeReady):
+		if c, ok := parseIDBytes(field(b, fieldCursor)); ok {
+			rc.readyAt(c)
+		}
+	case bytes.Equal(typ, typeMessage):
+		if !rc.ready.Load() || bytes.Contains(b, replayTrue) {
+			return
+		}
+		now := time.Now().UnixNano()
+		id, ok1 := parseIDBytes(field(b, fieldID))
+		pub, seq, sent, ok2 := parseTextBytes(field(b, fieldText))
+		if !ok1 || !ok2 {
+			return // not ours
+		}
+		rc.message(id, pub, seq, sent, now)
+	}
+}
+
+func (rc *receiver) readyAt(cursor chat.ID) {
+	if rc.ready.Load() {
+		return
+	}
+	rc.cursor = cursor
+	rc.mu.Lock()
+	rc.last = cursor
+	rc.mu.Unlock()
+	rc.ready.Store(true)
+}
+
+// message checks one live message: after the last one, in each
+// publisher's order, none missing.
+func (rc *receiver) message(id chat.ID, pub int, seq, sent, now int64) {
+	rc.mu.Lock()
+	switch {
+	case !rc.last.Less(id):
+		if id == rc.last {
+			rc.dups++
+		} else {
+			rc.ooo++
+		}
+	default:
+		rc.last = id
+		rc.delivered++
+		if pub >= 0 && pub < len(rc.lastSeq) {
+			if prev := rc.lastSeq[pub]; prev >= 0 && seq > prev+1 {
+				rc.gaps += seq - prev - 1
+			} else if prev >= 0 && seq <= prev {
 				rc.ooo++
 			}
-		default:
-			rc.last = id
-			rc.delivered++
-			if pub >= 0 && pub < len(rc.lastSeq) {
-				if prev := rc.lastSeq[pub]; prev >= 0 && seq > prev+1 {
-					rc.gaps += seq - prev - 1
-				} else if prev >= 0 && seq <= prev {
-					rc.ooo++
-				}
-				rc.lastSeq[pub] = seq
-			}
+			rc.lastSeq[pub] = seq
 		}
-		rc.mu.Unlock()
-		rc.room.mu.Lock()
-		_ = rc.room.latency.RecordValue(max(1, (now-sent)/1000))
-		rc.room.mu.Unlock()
 	}
+	rc.mu.Unlock()
+	rc.room.mu.Lock()
+	_ = rc.room.latency.RecordValue(max(1, (now-sent)/1000))
+	rc.room.mu.Unlock()
 }
 
 // gatewayOf is the gateway of client i, which is in room i%rooms.
@@ -251,7 +293,7 @@ func runLoad(ctx context.Context, cfg loadConfig) (*result, error) {
 			defer func() { <-sem }()
 			dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			c, _, err := client.Dial(dctx, u, &client.Options{HTTPClient: hc, OnEvent: rc.onEvent})
+			c, err := dialLoad(dctx, cfg.Receiver, u, hc, rc)
 			if err != nil {
 				if connectErrors.Add(1) <= 3 {
 					fmt.Fprintf(cfg.Progress, "connect: %v\n", err)
@@ -300,15 +342,23 @@ func runLoad(ctx context.Context, cfg loadConfig) (*result, error) {
 		}
 		return n
 	}
+	// Merging every room's histogram costs this process as much as
+	// thousands of deliveries, so the running p99 is refreshed every 10 s.
+	var ticks int
+	var p99 int64
 	stopProgress = progress(ctx, cfg.Progress, func() string {
-		h := newHistogram()
-		for _, r := range rooms {
-			r.mu.Lock()
-			h.Merge(r.latency)
-			r.mu.Unlock()
+		if ticks%10 == 9 {
+			h := newHistogram()
+			for _, r := range rooms {
+				r.mu.Lock()
+				h.Merge(r.latency)
+				r.mu.Unlock()
+			}
+			p99 = h.ValueAtQuantile(99)
 		}
+		ticks++
 		return fmt.Sprintf("t=%3.0fs conns=%d sent=%d delivered=%d send_errors=%d p99=%s",
-			time.Since(window).Seconds(), res.Connected, sent.Load(), delivered(), sendErrors.Load(), micros(h.ValueAtQuantile(99)))
+			time.Since(window).Seconds(), res.Connected, sent.Load(), delivered(), sendErrors.Load(), micros(p99))
 	})
 	if !cfg.Idle {
 		pctx, cancel := context.WithTimeout(ctx, cfg.Duration)
@@ -429,7 +479,7 @@ func runLoad(ctx context.Context, cfg loadConfig) (*result, error) {
 
 // publish sends at rate messages per second on a fixed schedule until ctx
 // ends, recording every acknowledged ID.
-func publish(ctx context.Context, c *client.Conn, r *room, pub int, rate float64, phase time.Duration, size int, sent, errs *atomic.Int64) {
+func publish(ctx context.Context, c loadConn, r *room, pub int, rate float64, phase time.Duration, size int, sent, errs *atomic.Int64) {
 	interval := time.Duration(float64(time.Second) / rate)
 	next := time.Now().Add(phase)
 	for seq := int64(0); ; seq++ {
@@ -438,18 +488,16 @@ func publish(ctx context.Context, c *client.Conn, r *room, pub int, rate float64
 		}
 		next = next.Add(interval)
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		id, err := c.Send(sctx, messageText(pub, seq, size))
+		id, err := c.send(sctx, messageText(pub, seq, size))
 		cancel()
 		if err != nil {
 			errs.Add(1)
 			continue
 		}
 		sent.Add(1)
-		if parsed, err := chat.ParseID(id); err == nil {
-			r.mu.Lock()
-			r.published = append(r.published, parsed)
-			r.mu.Unlock()
-		}
+		r.mu.Lock()
+		r.published = append(r.published, id)
+		r.mu.Unlock()
 	}
 }
 

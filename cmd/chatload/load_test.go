@@ -84,17 +84,19 @@ func TestRunLoadEndToEnd(t *testing.T) {
 		_ = gw.Drain(ctx)
 		h.Close()
 	})
-	res, err := runLoad(context.Background(), loadConfig{
-		URLs: []string{"ws" + strings.TrimPrefix(ts.URL, "http")}, Rooms: 3, Clients: 5, Publishers: 2,
-		Rate: 40, Size: 64, Duration: time.Second, Ramp: 200, Progress: io.Discard,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !res.ok() || res.Connected != 15 || res.Sent == 0 || res.Delivered != res.Expected || res.Expected != res.Sent*5 {
-		t.Fatalf("result: %+v", res)
-	}
-	if res.LatencyMicros["p50"] <= 0 || res.LatencyMicros["max"] < res.LatencyMicros["p50"] {
-		t.Fatalf("latency: %v", res.LatencyMicros)
+	for _, kind := range []string{receiverLean, receiverClient} {
+		res, err := runLoad(context.Background(), loadConfig{
+			URLs: []string{"ws" + strings.TrimPrefix(ts.URL, "http")}, Rooms: 3, Clients: 5, Publishers: 2,
+			Rate: 40, Size: 64, Duration: time.Second, Ramp: 200, Progress: io.Discard, Receiver: kind,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.ok() || res.Connected != 15 || res.Sent == 0 || res.Delivered != res.Expected || res.Expected != res.Sent*5 {
+			t.Fatalf("%s receiver: result: %+v", kind, res)
+		}
+		if res.LatencyMicros["p50"] <= 0 || res.LatencyMicros["max"] < res.LatencyMicros["p50"] {
+			t.Fatalf("%s receiver: latency: %v", kind, res.LatencyMicros)
+		}
 	}
 }

@@ -64,13 +64,14 @@ func loadMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	jsonOut := fs.String("json", "", "also write the result as JSON to this file")
 	idle := fs.Bool("idle", false, "connect and hold only, publishing nothing")
 	byRoom := fs.Bool("by-room", false, "put each room's clients on one gateway (the old placement) instead of spreading them over all")
+	receiverKind := fs.String("receiver", receiverLean, `how clients read frames: "lean" scans only the bytes it checks; "client" decodes each into a pkg/client Event`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	cfg := loadConfig{
 		URLs: strings.Split(*urls, ","), Rooms: *rooms, Clients: *clients, Publishers: *publishers,
 		Rate: *rate, Size: *size, Duration: *duration, Ramp: *ramp, Progress: stderr, Idle: *idle,
-		ByRoom: *byRoom,
+		ByRoom: *byRoom, Receiver: *receiverKind,
 	}
 	var err error
 	if cfg.Sources, err = parseSources(*src); err != nil {
@@ -79,6 +80,7 @@ func loadMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if cfg.Procs, err = parseProcs(*pids); err != nil {
 		return err
 	}
+	cfg.Procs = append(cfg.Procs, proc{Name: "chatload", PID: os.Getpid()})
 	if cfg.Rooms < 1 || cfg.Clients < 1 || cfg.Rate <= 0 || cfg.Size < 32 || cfg.Ramp <= 0 {
 		return errors.New("-rooms, -clients, -rate and -ramp must be positive and -size at least 32")
 	}

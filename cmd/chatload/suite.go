@@ -43,6 +43,7 @@ func suiteMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	jsonDir := fs.String("json", "", "write each run's result as JSON into this directory")
 	auth := fs.String("auth", "anonymous", `"jwt": the replicas sign clients in with tokens (and share each user's send budget in Redis)`)
 	byRoom := fs.Bool("by-room", false, "put each room's clients on one replica (the old placement) instead of spreading them over all")
+	receiverKind := fs.String("receiver", receiverLean, `how clients read frames: "lean" scans only the bytes it checks; "client" decodes each into a pkg/client Event`)
 	redisArgs := fs.String("redis-args", "", `extra redis-server arguments, e.g. "--appendonly yes --appendfsync always"`)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -84,8 +85,11 @@ func suiteMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			cfg := loadConfig{
 				URLs: env.urls, Rooms: *rooms, Clients: *clients, Publishers: *publishers, Rate: rate,
 				Size: *size, Duration: *duration, Ramp: 1000, Sources: sources, Procs: env.procs, Progress: stderr, Secret: secret,
-				ByRoom: *byRoom,
+				ByRoom: *byRoom, Receiver: *receiverKind,
 			}
+			// This process too: its CPU per delivery shows whether the load
+			// generator, rather than the servers, is what is measured.
+			cfg.Procs = append(cfg.Procs, proc{Name: "chatload", PID: os.Getpid()})
 			cfg.Sample = func() { redisClients[mode][rate] = env.connectedClients(ctx) }
 			res, err := runLoad(ctx, cfg)
 			env.stop()
@@ -157,6 +161,7 @@ func printComparison(w io.Writer, modes []string, rates []float64, results map[s
 	row("gateway CPU µs/delivery", func(r *result, _ string, _ float64) float64 { return r.CPUMicrosPerDeliv["gateway"] }, "%.2f")
 	row("gateway syscalls/delivery", func(r *result, _ string, _ float64) float64 { return r.SyscallsPerDeliv["gateway"] }, "%.2f")
 	row("redis CPU µs/delivery", func(r *result, _ string, _ float64) float64 { return r.CPUMicrosPerDeliv["redis"] }, "%.2f")
+	row("chatload CPU µs/delivery", func(r *result, _ string, _ float64) float64 { return r.CPUMicrosPerDeliv["chatload"] }, "%.2f")
 	row("redis connected_clients", func(_ *result, m string, rate float64) float64 { return float64(redisClients[m][rate]) }, "%.0f")
 	row("gateway RSS KiB/conn", func(r *result, _ string, _ float64) float64 { return r.RSSKiBPerConn["gateway"] }, "%.1f")
 	tw.Flush()
