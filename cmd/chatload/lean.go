@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -23,28 +24,69 @@ type loadConn interface {
 	CloseNow()
 }
 
-// Receivers: "lean" (the default) reads each frame into a reused buffer and
-// finds the few fields it checks by scanning bytes; "client" decodes every
-// frame into a pkg/client Event, as a real application would. Both check
-// the same things; lean costs the measuring machine much less, so the
-// servers, not the load generator, decide the figures.
+// Receivers, by how much of the measuring machine they take:
+//   - "poll" (the default): one event loop reads every receiving connection
+//     (poller_linux.go); publishers use a leanConn.
+//   - "lean": a goroutine per connection reads each frame into a reused
+//     buffer and finds the few fields it checks by scanning bytes.
+//   - "client": a pkg/client connection decodes every frame into an Event,
+//     as a real application would.
+//
+// All three check the same things; the cheaper the receiver, the more the
+// servers rather than the load generator decide the figures.
 const (
+	receiverPoll   = "poll"
 	receiverLean   = "lean"
 	receiverClient = "client"
 )
 
-func dialLoad(ctx context.Context, kind, u string, hc *http.Client, rc *receiver) (loadConn, error) {
+// dialer opens the connections of one run.
+type dialer struct {
+	kind   string
+	poller *poller // for receiverPoll
+}
+
+func newDialer(kind string) (*dialer, error) {
+	d := &dialer{kind: kind}
 	switch kind {
-	case receiverLean, "":
-		return dialLean(ctx, u, hc, rc)
-	case receiverClient:
+	case receiverPoll, "":
+		d.kind = receiverPoll
+		p, err := newPoller()
+		if err != nil {
+			return nil, err
+		}
+		d.poller = p
+	case receiverLean, receiverClient:
+	default:
+		return nil, fmt.Errorf("unknown receiver %q (want %s, %s or %s)", kind, receiverPoll, receiverLean, receiverClient)
+	}
+	return d, nil
+}
+
+// Close stops the event loop, if any, once every connection is closed.
+func (d *dialer) Close() {
+	if d.poller != nil {
+		d.poller.Close()
+	}
+}
+
+// dial connects one client; a publisher must be able to send.
+func (d *dialer) dial(ctx context.Context, u string, hc *http.Client, nd *net.Dialer, publisher bool, rc *receiver) (loadConn, error) {
+	switch {
+	case d.kind == receiverClient:
 		c, _, err := client.Dial(ctx, u, &client.Options{HTTPClient: hc, OnEvent: rc.onEvent})
 		if err != nil {
 			return nil, err
 		}
 		return fullConn{c}, nil
+	case d.kind == receiverPoll && !publisher:
+		c, err := d.poller.dial(ctx, u, nd, rc)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
 	}
-	return nil, fmt.Errorf("unknown receiver %q (want %s or %s)", kind, receiverLean, receiverClient)
+	return dialLean(ctx, u, hc, rc)
 }
 
 // fullConn is a pkg/client connection.

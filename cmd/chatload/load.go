@@ -45,8 +45,8 @@ type loadConfig struct {
 	// Secret, when set, signs every client in with an HS256 token (the
 	// gateways run CHAT_AUTH=jwt with this CHAT_JWT_SECRET).
 	Secret []byte
-	// Receiver is how clients read: receiverLean (the default) or
-	// receiverClient.
+	// Receiver is how clients read: receiverPoll (the default),
+	// receiverLean or receiverClient.
 	Receiver string
 }
 
@@ -239,13 +239,20 @@ func runLoad(ctx context.Context, cfg loadConfig) (*result, error) {
 		return nil, errors.New("-clients must be at least -publishers")
 	}
 	transports := make([]*http.Client, max(1, len(cfg.Sources)))
+	netDialers := make([]*net.Dialer, len(transports))
 	for i := range transports {
 		d := &net.Dialer{Timeout: 10 * time.Second}
 		if len(cfg.Sources) > 0 {
 			d.LocalAddr = &net.TCPAddr{IP: cfg.Sources[i]}
 		}
+		netDialers[i] = d
 		transports[i] = &http.Client{Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: -1}}
 	}
+	dl, err := newDialer(cfg.Receiver)
+	if err != nil {
+		return nil, err
+	}
+	defer dl.Close() // after the connections close (deferred below)
 
 	rooms := make([]*room, cfg.Rooms)
 	runID := strconv.FormatInt(time.Now().UnixNano()%1_000_000_000, 36)
@@ -285,7 +292,8 @@ func runLoad(ctx context.Context, cfg loadConfig) (*result, error) {
 			}
 			u += "&token=" + t
 		}
-		hc := transports[i%len(transports)]
+		hc, nd := transports[i%len(transports)], netDialers[i%len(transports)]
+		publisher := i/cfg.Rooms < cfg.Publishers // the room's first clients publish
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
@@ -293,7 +301,7 @@ func runLoad(ctx context.Context, cfg loadConfig) (*result, error) {
 			defer func() { <-sem }()
 			dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			c, err := dialLoad(dctx, cfg.Receiver, u, hc, rc)
+			c, err := dl.dial(dctx, u, hc, nd, publisher, rc)
 			if err != nil {
 				if connectErrors.Add(1) <= 3 {
 					fmt.Fprintf(cfg.Progress, "connect: %v\n", err)

@@ -84,7 +84,7 @@ func TestRunLoadEndToEnd(t *testing.T) {
 		_ = gw.Drain(ctx)
 		h.Close()
 	})
-	for _, kind := range []string{receiverLean, receiverClient} {
+	for _, kind := range []string{receiverPoll, receiverLean, receiverClient} {
 		res, err := runLoad(context.Background(), loadConfig{
 			URLs: []string{"ws" + strings.TrimPrefix(ts.URL, "http")}, Rooms: 3, Clients: 5, Publishers: 2,
 			Rate: 40, Size: 64, Duration: time.Second, Ramp: 200, Progress: io.Discard, Receiver: kind,

@@ -9,6 +9,8 @@
 //
 // "chatload suite" runs the standard comparison (see the README and
 // BENCHMARKS.md): it starts its own redis-server and gateway replicas.
+// "chatload floor" measures the cheapest delivery this machine allows, one
+// write(2) of a pre-encoded frame to a waiting loopback reader.
 package main
 
 import (
@@ -35,6 +37,8 @@ func main() {
 		err = suiteMain(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	case len(os.Args) > 1 && os.Args[1] == "chaos":
 		err = chaosMain(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	case len(os.Args) > 1 && os.Args[1] == "floor":
+		err = floorMain(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	case len(os.Args) > 1 && os.Args[1] == "abuse":
 		err = abuseMain(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	default:
@@ -64,7 +68,7 @@ func loadMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	jsonOut := fs.String("json", "", "also write the result as JSON to this file")
 	idle := fs.Bool("idle", false, "connect and hold only, publishing nothing")
 	byRoom := fs.Bool("by-room", false, "put each room's clients on one gateway (the old placement) instead of spreading them over all")
-	receiverKind := fs.String("receiver", receiverLean, `how clients read frames: "lean" scans only the bytes it checks; "client" decodes each into a pkg/client Event`)
+	receiverKind := fs.String("receiver", receiverPoll, `how clients read frames: "poll", one event loop for every receiving connection; "lean", a goroutine per connection scanning bytes; "client", pkg/client decoding each frame`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -43,7 +43,7 @@ func suiteMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	jsonDir := fs.String("json", "", "write each run's result as JSON into this directory")
 	auth := fs.String("auth", "anonymous", `"jwt": the replicas sign clients in with tokens (and share each user's send budget in Redis)`)
 	byRoom := fs.Bool("by-room", false, "put each room's clients on one replica (the old placement) instead of spreading them over all")
-	receiverKind := fs.String("receiver", receiverLean, `how clients read frames: "lean" scans only the bytes it checks; "client" decodes each into a pkg/client Event`)
+	receiverKind := fs.String("receiver", receiverPoll, `how clients read frames: "poll", one event loop for every receiving connection; "lean", a goroutine per connection scanning bytes; "client", pkg/client decoding each frame`)
 	redisArgs := fs.String("redis-args", "", `extra redis-server arguments, e.g. "--appendonly yes --appendfsync always"`)
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -1,0 +1,271 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	crand "crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/streamchat/streamchat/pkg/chat"
+)
+
+// poller reads many websockets from one event loop: one OS thread waits in
+// epoll_wait for every connection at once and reads each ready socket once.
+// A goroutine per connection costs a wake-up, two read(2)s (the second one
+// finds nothing and parks it) and a trip through the scheduler per
+// delivery; here a delivery costs one read(2) and a share of one
+// epoll_wait, so the load generator stays far cheaper than the gateways it
+// measures. Receive-only: publishers use a leanConn.
+type poller struct {
+	epfd   int
+	mu     sync.Mutex
+	conns  map[int32]*pollConn
+	closed atomic.Bool
+	done   chan struct{}
+}
+
+// pollConn is one connection of a poller.
+type pollConn struct {
+	p    *poller
+	fd   int
+	rc   *receiver
+	buf  []byte // bytes read and not yet parsed
+	gone atomic.Bool
+}
+
+func newPoller() (*poller, error) {
+	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	p := &poller{epfd: fd, conns: map[int32]*pollConn{}, done: make(chan struct{})}
+	go p.loop()
+	return p, nil
+}
+
+// Close ends the loop and every connection still open.
+func (p *poller) Close() {
+	if p.closed.Swap(true) {
+		return
+	}
+	<-p.done
+}
+
+func (p *poller) loop() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer close(p.done)
+	events := make([]syscall.EpollEvent, 256)
+	for !p.closed.Load() {
+		// A timeout, so Close is noticed without another descriptor.
+		n, err := syscall.EpollWait(p.epfd, events, 100)
+		if err != nil {
+			if err == syscall.EINTR {
+				continue
+			}
+			break
+		}
+		p.mu.Lock()
+		for _, ev := range events[:n] {
+			if c := p.conns[ev.Fd]; c != nil && !c.readable() {
+				p.drop(c)
+			}
+		}
+		p.mu.Unlock()
+	}
+	p.mu.Lock()
+	for _, c := range p.conns {
+		p.drop(c)
+	}
+	p.mu.Unlock()
+	syscall.Close(p.epfd)
+}
+
+// drop forgets c and closes its descriptor; only the loop does, so a
+// descriptor number is never reused while the loop may still read it.
+func (p *poller) drop(c *pollConn) {
+	c.gone.Store(true)
+	delete(p.conns, int32(c.fd))
+	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
+	syscall.Close(c.fd)
+}
+
+// dial opens a websocket to u by hand and adds it to the loop; frames go
+// to rc.onFrame.
+func (p *poller) dial(ctx context.Context, u string, d *net.Dialer, rc *receiver) (*pollConn, error) {
+	target, err := url.Parse(u)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := d.DialContext(ctx, "tcp", target.Host)
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close() // the poller keeps a duplicate of the descriptor
+	if dl, ok := ctx.Deadline(); ok {
+		_ = nc.SetDeadline(dl)
+	}
+	key := make([]byte, 16)
+	_, _ = crand.Read(key)
+	if _, err := fmt.Fprintf(nc, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n",
+		target.RequestURI(), target.Host, base64.StdEncoding.EncodeToString(key)); err != nil {
+		return nil, err
+	}
+	br := bufio.NewReader(nc)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		return nil, fmt.Errorf("handshake: %s", resp.Status)
+	}
+	leftover, _ := br.Peek(br.Buffered())
+	raw, err := nc.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	fd := -1
+	if cerr := raw.Control(func(orig uintptr) { fd, err = syscall.Dup(int(orig)) }); cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dup: %w", err)
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		syscall.Close(fd)
+		return nil, err
+	}
+	c := &pollConn{p: p, fd: fd, rc: rc, buf: append(make([]byte, 0, 4096), leftover...)}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed.Load() {
+		syscall.Close(fd)
+		return nil, errors.New("poller closed")
+	}
+	p.conns[int32(fd)] = c
+	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
+		delete(p.conns, int32(fd))
+		syscall.Close(fd)
+		return nil, fmt.Errorf("epoll_ctl: %w", err)
+	}
+	if len(c.buf) > 0 && !c.parse() {
+		p.drop(c)
+		return nil, errors.New("bad frame after the handshake")
+	}
+	return c, nil
+}
+
+// readable reads what c's socket holds, once (epoll is level-triggered:
+// anything left is reported again), and hands on every whole frame. It
+// reports false when the connection is over.
+func (c *pollConn) readable() bool {
+	if len(c.buf) == cap(c.buf) {
+		c.buf = append(c.buf, make([]byte, cap(c.buf))...)[:len(c.buf)]
+	}
+	n, err := syscall.Read(c.fd, c.buf[len(c.buf):cap(c.buf)])
+	if err == syscall.EAGAIN || err == syscall.EINTR {
+		return true
+	}
+	if err != nil || n <= 0 {
+		return false
+	}
+	c.buf = c.buf[:len(c.buf)+n]
+	return c.parse()
+}
+
+// maxFrame bounds one frame, as the other receivers' read limit does.
+const maxFrame = 1 << 20
+
+// parse hands on every whole frame in c.buf and keeps the rest.
+func (c *pollConn) parse() bool {
+	used, ok := c.frames(c.buf)
+	if !ok {
+		return false
+	}
+	// Move what is left to the front; a burst (the replay on join) may
+	// have grown the buffer, which goes back to its usual size.
+	rest := copy(c.buf, c.buf[used:])
+	c.buf = c.buf[:rest]
+	if cap(c.buf) > 64<<10 && rest < 4096 {
+		c.buf = append(make([]byte, 0, 4096), c.buf...)
+	}
+	return true
+}
+
+// frames hands on the whole frames at the start of b and says how many
+// bytes they took. Server frames are unmasked, and the gateway writes each
+// message as one frame.
+func (c *pollConn) frames(b []byte) (used int, ok bool) {
+	for {
+		rest := b[used:]
+		if len(rest) < 2 {
+			return used, true
+		}
+		fin, op := rest[0]&0x80 != 0, rest[0]&0x0f
+		n, h := uint64(rest[1]&0x7f), 2
+		switch n {
+		case 126:
+			if len(rest) < 4 {
+				return used, true
+			}
+			n, h = uint64(binary.BigEndian.Uint16(rest[2:])), 4
+		case 127:
+			if len(rest) < 10 {
+				return used, true
+			}
+			n, h = binary.BigEndian.Uint64(rest[2:]), 10
+		}
+		if rest[1]&0x80 != 0 || n > maxFrame || !fin {
+			return used, false // masked, oversized or fragmented: not what the gateway sends
+		}
+		if uint64(len(rest)-h) < n {
+			return used, true
+		}
+		payload := rest[h : h+int(n)]
+		switch op {
+		case 0x1:
+			c.rc.onFrame(frameType(payload), payload)
+		case 0x9:
+			c.pong(payload)
+		case 0x8:
+			return used, false
+		}
+		used += h + int(n)
+	}
+}
+
+// pong answers a ping with its payload. Client frames must be masked; a
+// zero key leaves the payload as it is, which a load tool may use.
+func (c *pollConn) pong(payload []byte) {
+	if len(payload) > 125 {
+		return
+	}
+	frame := make([]byte, 0, 6+len(payload))
+	frame = append(frame, 0x8A, 0x80|byte(len(payload)), 0, 0, 0, 0)
+	frame = append(frame, payload...)
+	_, _ = syscall.Write(c.fd, frame)
+}
+
+// CloseNow shuts the socket; the loop sees the end and closes it.
+func (c *pollConn) CloseNow() {
+	c.p.mu.Lock()
+	defer c.p.mu.Unlock()
+	if !c.gone.Load() {
+		_ = syscall.Shutdown(c.fd, syscall.SHUT_RDWR)
+	}
+}
+
+func (c *pollConn) send(context.Context, string) (chat.ID, error) {
+	return chat.ID{}, errors.New("a polled connection only receives")
+}
