@@ -31,6 +31,7 @@ func floorMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	rates := fs.String("rates", "10000,50000", "deliveries per second")
 	duration := fs.Duration("duration", 10*time.Second, "time per rate")
 	size := fs.Int("size", 64, "message bytes (the frame is a real message frame around a text this long)")
+	methods := fs.String("methods", "write", `how each message's frames are written, compared in turn at each rate: "write", one write(2) per delivery; "uring", the message's whole fan-out in one io_uring_enter(2)`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -38,17 +39,22 @@ func floorMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return errors.New("-fanout must be at least 1 and at most -conns")
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "deliveries/s\tachieved/s\twriter CPU µs/delivery\treaders CPU µs/delivery\twrite(2) per delivery\t")
+	fmt.Fprintln(tw, "deliveries/s\tmethod\tachieved/s\twriter CPU µs/delivery\treaders CPU µs/delivery\tkernel entries/delivery\t")
 	for _, r := range strings.Split(*rates, ",") {
 		rate, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
 		if err != nil || rate <= 0 {
 			return fmt.Errorf("-rates %q: want positive numbers", r)
 		}
-		f, err := measureFloor(ctx, floorConfig{Conns: *conns, Fanout: *fanout, Rate: rate, Duration: *duration, Size: *size})
-		if err != nil {
-			return err
+		for _, m := range strings.Split(*methods, ",") {
+			if m != "write" && m != "uring" {
+				return fmt.Errorf("-methods %q: want write or uring", m)
+			}
+			f, err := measureFloor(ctx, floorConfig{Conns: *conns, Fanout: *fanout, Rate: rate, Duration: *duration, Size: *size, URing: m == "uring"})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(tw, "%.0f\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t\n", rate, m, f.PerSecond, f.WriterMicros, f.ReaderMicros, f.EntriesPerDelivery)
 		}
-		fmt.Fprintf(tw, "%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t\n", rate, f.PerSecond, f.WriterMicros, f.ReaderMicros, f.WritesPerDelivery)
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "(one %d-connection fan-out of %d per message; writer CPU is the writing thread's own, from getrusage(RUSAGE_THREAD))\n", *conns, *fanout)
@@ -59,6 +65,9 @@ type floorConfig struct {
 	Conns, Fanout, Size int
 	Rate                float64 // deliveries per second
 	Duration            time.Duration
+	// URing writes each message's fan-out with one io_uring_enter(2)
+	// instead of one write(2) per connection.
+	URing bool
 }
 
 type floorResult struct {
@@ -66,7 +75,10 @@ type floorResult struct {
 	PerSecond         float64
 	WriterMicros      float64 // the writing thread's CPU per delivery
 	ReaderMicros      float64 // the rest of the process (readers, runtime) per delivery
-	WritesPerDelivery float64
+	// EntriesPerDelivery is system calls into the kernel per delivery:
+	// write(2)s, or io_uring_enter(2)s and the write(2)s that retried a
+	// full socket.
+	EntriesPerDelivery float64
 }
 
 // floorFrame is what the gateway writes for one standard message: a
@@ -159,27 +171,45 @@ func measureFloor(ctx context.Context, cfg floorConfig) (floorResult, error) {
 		next := time.Now()
 		end := next.Add(cfg.Duration)
 		k := 0
+		var ring *uring
+		if cfg.URing {
+			var err error
+			if ring, err = newURing(uint32(cfg.Fanout)); err != nil {
+				o.err = err
+				done <- o
+				return
+			}
+			defer ring.Close()
+		}
+		batch := make([]int, cfg.Fanout)
+		results := make([]int32, cfg.Fanout)
 		for time.Now().Before(end) && ctx.Err() == nil {
-			for range cfg.Fanout {
-				fd := fds[k%len(fds)]
+			for i := range batch {
+				batch[i] = fds[k%len(fds)]
 				k++
-				for {
-					o.writes++
-					n, err := syscall.Write(fd, frame)
-					if err == syscall.EAGAIN || err == syscall.EINTR {
-						continue // the reader is behind: this delivery costs more than one write
-					}
-					if err != nil {
-						o.err = fmt.Errorf("write: %w", err)
-						done <- o
-						return
-					}
-					if n != len(frame) {
-						o.err = fmt.Errorf("short write: %d of %d bytes", n, len(frame))
-						done <- o
-						return
-					}
-					break
+			}
+			if ring != nil {
+				o.writes++
+				if err := ring.sendAll(batch, frame, results); err != nil {
+					o.err = err
+					done <- o
+					return
+				}
+			}
+			for i, fd := range batch {
+				if ring != nil && results[i] == int32(len(frame)) {
+					o.deliveries++
+					continue
+				}
+				// write(2), or what a send on the ring could not finish.
+				rest := frame
+				if ring != nil && results[i] > 0 {
+					rest = frame[results[i]:]
+				}
+				if err := writeFrame(fd, rest, &o.writes); err != nil {
+					o.err = err
+					done <- o
+					return
 				}
 				o.deliveries++
 			}
@@ -213,8 +243,26 @@ func measureFloor(ctx context.Context, cfg floorConfig) (floorResult, error) {
 		PerSecond:         d / elapsed.Seconds(),
 		WriterMicros:      float64(o.cpu.Microseconds()) / d,
 		ReaderMicros:      float64((total - o.cpu).Microseconds()) / d,
-		WritesPerDelivery: float64(o.writes) / d,
+		EntriesPerDelivery: float64(o.writes) / d,
 	}, nil
+}
+
+// writeFrame writes frame to fd with write(2), counting each call, and
+// retries while the socket is full (the reader is behind).
+func writeFrame(fd int, frame []byte, calls *int64) error {
+	for {
+		*calls++
+		n, err := syscall.Write(fd, frame)
+		if err == syscall.EAGAIN || err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		if frame = frame[n:]; len(frame) == 0 {
+			return nil
+		}
+	}
 }
 
 // rusageThread is Linux's RUSAGE_THREAD: the calling thread only.

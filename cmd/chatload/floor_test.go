@@ -12,12 +12,17 @@ import (
 // reader; the figures it reports are positive.
 func TestFloorDeliversEveryFrame(t *testing.T) {
 	t.Parallel()
-	f, err := measureFloor(context.Background(), floorConfig{Conns: 20, Fanout: 5, Rate: 2000, Duration: 300 * time.Millisecond, Size: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.Deliveries < 100 || f.WriterMicros <= 0 || f.WritesPerDelivery < 1 {
-		t.Fatalf("floor: %+v", f)
+	for _, uring := range []bool{false, true} {
+		f, err := measureFloor(context.Background(), floorConfig{Conns: 20, Fanout: 5, Rate: 2000, Duration: 300 * time.Millisecond, Size: 64, URing: uring})
+		if err != nil {
+			t.Fatalf("uring=%v: %v", uring, err)
+		}
+		if f.Deliveries < 100 || f.WriterMicros <= 0 || f.EntriesPerDelivery <= 0 {
+			t.Fatalf("uring=%v: floor: %+v", uring, f)
+		}
+		if uring && f.EntriesPerDelivery > 0.5 {
+			t.Fatalf("io_uring: %.2f kernel entries per delivery, want about 1/5", f.EntriesPerDelivery)
+		}
 	}
 }
 
@@ -32,10 +37,10 @@ func TestFloorFrameIsAWebsocketTextFrame(t *testing.T) {
 func TestFloorMainTable(t *testing.T) {
 	t.Parallel()
 	var out, errw strings.Builder
-	if err := floorMain(context.Background(), []string{"-conns", "10", "-fanout", "5", "-rates", "1000", "-duration", "200ms"}, &out, &errw); err != nil {
+	if err := floorMain(context.Background(), []string{"-conns", "10", "-fanout", "5", "-rates", "1000", "-duration", "200ms", "-methods", "write,uring"}, &out, &errw); err != nil {
 		t.Fatal(err, errw.String())
 	}
-	if !strings.Contains(out.String(), "writer CPU µs/delivery") || !strings.Contains(out.String(), "1000") {
+	if !strings.Contains(out.String(), "writer CPU µs/delivery") || !strings.Contains(out.String(), "uring") {
 		t.Fatalf("table:\n%s", out.String())
 	}
 }
