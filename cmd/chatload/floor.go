@@ -71,10 +71,10 @@ type floorConfig struct {
 }
 
 type floorResult struct {
-	Deliveries        int64
-	PerSecond         float64
-	WriterMicros      float64 // the writing thread's CPU per delivery
-	ReaderMicros      float64 // the rest of the process (readers, runtime) per delivery
+	Deliveries   int64
+	PerSecond    float64
+	WriterMicros float64 // the writing thread's CPU per delivery
+	ReaderMicros float64 // the rest of the process (readers, runtime) per delivery
 	// EntriesPerDelivery is system calls into the kernel per delivery:
 	// write(2)s, or io_uring_enter(2)s and the write(2)s that retried a
 	// full socket.
@@ -239,10 +239,10 @@ func measureFloor(ctx context.Context, cfg floorConfig) (floorResult, error) {
 	}
 	d := float64(o.deliveries)
 	return floorResult{
-		Deliveries:        o.deliveries,
-		PerSecond:         d / elapsed.Seconds(),
-		WriterMicros:      float64(o.cpu.Microseconds()) / d,
-		ReaderMicros:      float64((total - o.cpu).Microseconds()) / d,
+		Deliveries:         o.deliveries,
+		PerSecond:          d / elapsed.Seconds(),
+		WriterMicros:       float64(o.cpu.Microseconds()) / d,
+		ReaderMicros:       float64((total - o.cpu).Microseconds()) / d,
 		EntriesPerDelivery: float64(o.writes) / d,
 	}, nil
 }
