@@ -98,7 +98,9 @@ func (r *room) start(group string) {
 		r.presence()
 	}()
 	if r.tailing {
-		r.ring = make([]Entry, r.h.opts.Window)
+		// The window grows to Window as entries come: a quiet room (most
+		// direct-message rooms) never holds the memory of a busy one.
+		r.ring = make([]Entry, min(r.h.opts.Window, initialWindow))
 		r.h.addRoom(r, group)
 	}
 }
@@ -116,6 +118,20 @@ func (r *room) stop() {
 	r.release()
 }
 
+// initialWindow is the window a room starts with.
+const initialWindow = 16
+
+// grow doubles the window, up to Window, keeping its entries in order.
+// Called with r.mu held.
+func (r *room) grow() {
+	size := len(r.ring)
+	next := make([]Entry, min(2*size, r.h.opts.Window))
+	for i := range r.n {
+		next[i] = r.ring[(r.head+i)%size]
+	}
+	r.ring, r.head = next, 0
+}
+
 // push adds a batch to the window and hands it to the followers: each takes
 // it straight from here when its socket has room, which costs no goroutine
 // and no wake-up. A follower that does not take all of it, or that missed
@@ -125,6 +141,10 @@ func (r *room) push(entries []Entry) {
 	prev := r.last
 	size := len(r.ring)
 	for _, e := range entries {
+		if r.n == size && size < r.h.opts.Window {
+			r.grow()
+			size = len(r.ring)
+		}
 		if r.n == size {
 			r.base = r.ring[r.head].ID()
 			r.ring[r.head] = Entry{}
