@@ -16,9 +16,9 @@ import (
 type Bells interface {
 	Subscribe(ctx context.Context, rooms ...string) error
 	Unsubscribe(ctx context.Context, rooms ...string) error
-	// Receive waits for a bell, or a confirmed subscription, and returns
-	// its room.
-	Receive(ctx context.Context) (string, error)
+	// Receive waits for a bell, or a confirmed subscription (a bell
+	// without an entry).
+	Receive(ctx context.Context) (chat.Bell, error)
 	Close() error
 }
 
@@ -50,6 +50,7 @@ type group struct {
 	mu      sync.Mutex
 	rooms   map[string]*room
 	rung    map[string]bool // rooms to read on the next pass
+	carried map[string][]chat.Bell // bells with their entries, per room, in order
 	pending map[string]bool // subscription changes to make: true subscribes
 	signal  chan struct{}   // cap 1: rung or pending changed
 	bells   Bells           // the subscription, once open
@@ -64,7 +65,7 @@ func (h *Hub) addRoom(r *room, key string) {
 	if g == nil {
 		g = &group{
 			h: h, key: key, log: h.log.With(zap.String("group", key)),
-			rooms: map[string]*room{}, rung: map[string]bool{}, pending: map[string]bool{},
+			rooms: map[string]*room{}, rung: map[string]bool{}, carried: map[string][]chat.Bell{}, pending: map[string]bool{},
 			signal: make(chan struct{}, 1),
 		}
 		g.lastRead.Store(time.Now().UnixNano())
@@ -90,6 +91,7 @@ func (g *group) remove(r *room) {
 	if g.rooms[r.name] == r {
 		delete(g.rooms, r.name)
 		delete(g.rung, r.name)
+		delete(g.carried, r.name)
 		g.pending[r.name] = false
 	}
 	g.mu.Unlock()
@@ -119,6 +121,51 @@ func (g *group) ring(room string) {
 	g.poke()
 }
 
+// carry keeps a bell that brought its entry, for the loop to take.
+func (g *group) carry(b chat.Bell) {
+	g.mu.Lock()
+	if g.rooms[b.Room] != nil {
+		g.carried[b.Room] = append(g.carried[b.Room], b)
+	}
+	g.mu.Unlock()
+	g.poke()
+}
+
+// carriedRoom is a room's bells with entries, taken by one pass.
+type carriedRoom struct {
+	r     *room
+	bells []chat.Bell
+}
+
+// take pushes the entries the room's bells brought, as long as each follows
+// the one before it: the first must follow the room's cursor. It reports
+// false at the first that does not (a bell was lost, or an entry came
+// without one): the room must then be read from its cursor.
+func (c carriedRoom) take() bool {
+	r := c.r
+	r.mu.RLock()
+	cursor := r.last
+	r.mu.RUnlock()
+	var events []chat.Event
+	ok := true
+	for _, b := range c.bells {
+		switch {
+		case !cursor.Less(b.Entry.ID):
+			continue // read already
+		case b.Prev == cursor:
+			events = append(events, b.Entry)
+			cursor = b.Entry.ID
+			continue
+		}
+		ok = false
+		break
+	}
+	if len(events) > 0 {
+		r.push(encode(events))
+	}
+	return ok
+}
+
 // run is the group's loop, until the hub stops.
 func (g *group) run() {
 	h := g.h
@@ -129,6 +176,7 @@ func (g *group) run() {
 		rooms    []*room
 		names    []string
 		cursors  []chat.ID
+		direct   []carriedRoom
 		started  time.Time // of the last read
 		received sync.WaitGroup
 	)
@@ -180,12 +228,26 @@ func (g *group) run() {
 				rooms = append(rooms, r)
 			}
 		}
+		direct = direct[:0]
+		for name, bells := range g.carried {
+			// A room read on this pass gets these entries from the read.
+			if r := g.rooms[name]; r != nil && !all && !g.rung[name] {
+				direct = append(direct, carriedRoom{r, bells})
+			}
+		}
+		clear(g.carried)
 		clear(g.rung)
 		empty := len(g.rooms) == 0
 		g.mu.Unlock()
 		if empty && all && g.retire() {
 			return
 		}
+		for _, c := range direct {
+			if !c.take() {
+				rooms = append(rooms, c.r)
+			}
+		}
+		clear(direct)
 		names, cursors = names[:0], cursors[:0]
 		for _, r := range rooms {
 			r.mu.RLock()
@@ -297,7 +359,7 @@ func (g *group) subscribe(received *sync.WaitGroup) error {
 func (g *group) receive(b Bells) {
 	backoff := newBackoff()
 	for {
-		room, err := b.Receive(g.h.ctx)
+		bell, err := b.Receive(g.h.ctx)
 		if err != nil {
 			g.mu.Lock()
 			closed := g.bells != b
@@ -309,7 +371,11 @@ func (g *group) receive(b Bells) {
 			continue
 		}
 		backoff.reset()
-		g.ring(room)
+		if bell.Carried {
+			g.carry(bell)
+		} else {
+			g.ring(bell.Room)
+		}
 	}
 }
 

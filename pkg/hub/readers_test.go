@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/streamchat/streamchat/pkg/chat"
 	"github.com/streamchat/streamchat/pkg/hub"
@@ -82,4 +86,68 @@ func TestTrimmedCursorInASharedRead(t *testing.T) {
 			t.Fatalf("room %s after the trim of b: %v, want %v at the end", s.room, got, ids)
 		}
 	}
+}
+
+// Messages whose bells bring them are delivered without reading the
+// stream: a follower gets every one, in order, while the replica's reads
+// of the stream stay at the sweeps'.
+func TestCarriedBellsSaveReads(t *testing.T) {
+	h, st, srv := setup(t, 100000, hub.Options{Block: time.Second})
+	s := join(t, h, "quiet", "ann")
+	collect(t, s, 1) // its join
+	rdb := srv.Client()
+	if err := rdb.ConfigResetStat(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	want := make([]chat.ID, n)
+	for i := range want {
+		ack, err := st.Append(context.Background(), chat.Event{Room: "quiet", Kind: chat.KindMessage, From: "w", Text: fmt.Sprint(i), Nonce: fmt.Sprint("n", i)}, "w")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = ack.ID
+	}
+	if got := collect(t, s, n); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %v\nwant %v", got, want)
+	}
+	stats, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads := commandCalls(stats, "xread")
+	if reads > 10 {
+		t.Fatalf("%d XREADs for %d messages whose bells carried them, want only the sweeps'", reads, n)
+	}
+}
+
+// An entry appended without a bell (or whose bell was lost) is still
+// delivered, in order: the next bell's entry does not follow the room's
+// cursor, so the room is read from its cursor.
+func TestEntryWithoutABellIsStillRead(t *testing.T) {
+	h, st, srv := setup(t, 100000, hub.Options{Block: time.Hour}) // no sweep to help
+	s := join(t, h, "r", "ann")
+	collect(t, s, 1)
+	silent, err := srv.Client().XAdd(context.Background(), &redis.XAddArgs{Stream: st.LogKey("r"), Values: []any{"type", "message", "from", "x", "text", "unrung"}}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := st.Append(context.Background(), chat.Event{Room: "r", Kind: chat.KindMessage, From: "w", Text: "rung", Nonce: "n"}, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fmt.Sprint(collect(t, s, 2)), fmt.Sprint([]chat.ID{chat.MustParseID(silent), ack.ID}); got != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+}
+
+// commandCalls is the number of calls of cmd in INFO commandstats.
+func commandCalls(stats, cmd string) int {
+	for _, line := range strings.Split(stats, "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":calls="); ok {
+			n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+			return n
+		}
+	}
+	return 0
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -136,32 +137,88 @@ func (b *Bells) channels(rooms []string) []string {
 	return out
 }
 
-// Receive waits for the next bell and returns its room. A confirmed
-// subscription counts as a bell too: it comes when a room is added and
-// after go-redis reconnects and subscribes again, the moments when bells
-// may have been missed.
-func (b *Bells) Receive(ctx context.Context) (string, error) {
+// Receive waits for a bell, or a confirmed subscription, and returns it. A
+// confirmed subscription counts as a bell too, without an entry: it comes
+// when a room is added and after go-redis reconnects and subscribes again,
+// the moments when bells may have been missed.
+func (b *Bells) Receive(ctx context.Context) (chat.Bell, error) {
 	for {
 		msg, err := b.ps.Receive(ctx)
 		if err != nil {
-			return "", fmt.Errorf("bells: %w", err)
+			return chat.Bell{}, fmt.Errorf("bells: %w", err)
 		}
-		var channel string
 		switch m := msg.(type) {
 		case *redis.Message:
-			channel = m.Channel
+			if room, ok := b.s.roomOfBell(m.Channel); ok {
+				return b.s.decodeBell(room, m.Payload), nil
+			}
 		case *redis.Subscription:
 			if m.Kind != "subscribe" && m.Kind != "ssubscribe" {
 				continue
 			}
-			channel = m.Channel
-		default:
-			continue
-		}
-		if room, ok := b.s.roomOfBell(channel); ok {
-			return room, nil
+			if room, ok := b.s.roomOfBell(m.Channel); ok {
+				return chat.Bell{Room: room}, nil
+			}
 		}
 	}
+}
+
+// bellFields is an entry's fields as its bell carries them: each name and
+// value as its length in bytes, a colon and the bytes.
+func bellFields(values []any) string {
+	n := 0
+	for _, v := range values {
+		n += len(v.(string)) + 4
+	}
+	b := make([]byte, 0, n)
+	for _, v := range values {
+		b = strconv.AppendInt(b, int64(len(v.(string))), 10)
+		b = append(b, ':')
+		b = append(b, v.(string)...)
+	}
+	return string(b)
+}
+
+// decodeBell reads "PREV ID FIELDS"; anything else (the plain bells of
+// joins, leaves and other appends, or a malformed payload) is a bell
+// without an entry.
+func (s *Store) decodeBell(room, payload string) chat.Bell {
+	plain := chat.Bell{Room: room}
+	prevText, rest, ok1 := strings.Cut(payload, " ")
+	idText, fields, ok2 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 {
+		return plain
+	}
+	prev, err1 := chat.ParseID(prevText)
+	id, err2 := chat.ParseID(idText)
+	if err1 != nil || err2 != nil || !prev.Less(id) {
+		return plain
+	}
+	values := make(map[string]any, 8)
+	for fields != "" {
+		var name, value string
+		var ok bool
+		if name, fields, ok = nextBellField(fields); !ok {
+			return plain
+		}
+		if value, fields, ok = nextBellField(fields); !ok {
+			return plain
+		}
+		values[name] = value
+	}
+	return chat.Bell{Room: room, Carried: true, Prev: prev, Entry: s.decode(room, redis.XMessage{ID: idText, Values: values})}
+}
+
+func nextBellField(s string) (field, rest string, ok bool) {
+	lenText, rest, ok := strings.Cut(s, ":")
+	if !ok {
+		return "", "", false
+	}
+	n, err := strconv.Atoi(lenText)
+	if err != nil || n < 0 || n > len(rest) {
+		return "", "", false
+	}
+	return rest[:n], rest[n:], true
 }
 
 // Close ends the subscription.

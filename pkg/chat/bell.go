@@ -1,0 +1,14 @@
+package chat
+
+// Bell is a room's notice that its stream has something new. Most bells
+// (Carried) also bring the new entry and the ID of the entry just before it
+// in the stream, so a reader whose cursor is Prev takes Entry without
+// reading the stream. A reader at any other cursor, and every bell without
+// an entry, reads the stream from its cursor instead: a bell can save a
+// read, never replace one.
+type Bell struct {
+	Room    string
+	Carried bool
+	Prev    ID
+	Entry   Event
+}
