@@ -49,11 +49,11 @@ type group struct {
 
 	mu      sync.Mutex
 	rooms   map[string]*room
-	rung    map[string]bool // rooms to read on the next pass
+	rung    map[string]bool        // rooms to read on the next pass
 	carried map[string][]chat.Bell // bells with their entries, per room, in order
-	pending map[string]bool // subscription changes to make: true subscribes
-	signal  chan struct{}   // cap 1: rung or pending changed
-	bells   Bells           // the subscription, once open
+	pending map[string]bool        // subscription changes to make: true subscribes
+	signal  chan struct{}          // cap 1: rung or pending changed
+	bells   Bells                  // the subscription, once open
 
 	lastRead atomic.Int64 // unix nanoseconds of the last completed read
 }
