@@ -1,7 +1,7 @@
 # streamchat developer targets. `make test` is what CI runs.
 GO ?= go
 
-.PHONY: test prereqs fmt-check vet unit deploy-test fuzz chaos abuse run bench bench-rooms bench-conns bench-micro screenshot build
+.PHONY: test prereqs fmt-check vet unit deploy-test fuzz chaos abuse run bench bench-rooms bench-floor bench-conns bench-micro screenshot build
 
 test: prereqs fmt-check vet unit deploy-test fuzz chaos abuse
 
@@ -63,6 +63,7 @@ bench: build
 	bin/chatload suite -gateway bin/gateway -replicas 2 -modes shared,direct -rates 10,50,100 \
 		-rooms 20 -clients 50 -publishers 2 -size 64 -duration 30s
 	$(MAKE) bench-rooms
+	$(MAKE) bench-floor
 
 # Many small rooms, 1 message/s each, over two replicas: 2,000 rooms of 5
 # and 5,000 direct-message-like rooms of 2; every delivery checked.
@@ -71,6 +72,12 @@ bench-rooms: build
 		-rooms 2000 -clients 5 -publishers 1 -size 64 -duration 30s
 	bin/chatload suite -gateway bin/gateway -replicas 2 -modes shared -rates 1 \
 		-rooms 5000 -clients 2 -publishers 1 -size 64 -duration 30s
+
+# The cheapest delivery here: one pre-encoded frame, one write(2), to a
+# loopback socket whose reader waits, at 10,000 and 50,000 deliveries/s; and
+# the same fan-out with one io_uring_enter(2) per message, alternating.
+bench-floor: build
+	bin/chatload floor -methods write,uring,write,uring -rates 10000,50000 -duration 10s
 
 # Idle connections on one replica, in steps: memory per connection and
 # connect rate. Steps beyond the machine's open-file limit are reported, not run.
