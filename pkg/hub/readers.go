@@ -223,9 +223,17 @@ func (g *group) run() {
 
 		g.mu.Lock()
 		rooms = rooms[:0]
-		for name, r := range g.rooms {
-			if all || g.rung[name] {
+		if all {
+			for _, r := range g.rooms {
 				rooms = append(rooms, r)
+			}
+		} else {
+			// Only the rooms that rang: a pass costs what has news, not
+			// what the replica holds.
+			for name := range g.rung {
+				if r := g.rooms[name]; r != nil {
+					rooms = append(rooms, r)
+				}
 			}
 		}
 		direct = direct[:0]
