@@ -25,8 +25,9 @@ type loadConn interface {
 }
 
 // Receivers, by how much of the measuring machine they take:
-//   - "poll" (the default): one event loop reads every receiving connection
-//     (poller_linux.go); publishers use a leanConn.
+//   - "poll" (the default): one event loop reads every connection
+//     (poller.go), and one scheduler sends every publisher's messages
+//     (schedule.go).
 //   - "lean": a goroutine per connection reads each frame into a reused
 //     buffer and finds the few fields it checks by scanning bytes.
 //   - "client": a pkg/client connection decodes every frame into an Event,
@@ -79,7 +80,7 @@ func (d *dialer) dial(ctx context.Context, u string, hc *http.Client, nd *net.Di
 			return nil, err
 		}
 		return fullConn{c}, nil
-	case d.kind == receiverPoll && !publisher:
+	case d.kind == receiverPoll:
 		c, err := d.poller.dial(ctx, u, nd, rc)
 		if err != nil {
 			return nil, err

@@ -371,12 +371,14 @@ func runLoad(ctx context.Context, cfg loadConfig) (*result, error) {
 	if !cfg.Idle {
 		pctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 		var pw sync.WaitGroup
+		var scheduled []*pollPublisher
 		// Publishers start at evenly spread phases of their interval, so the
 		// load is steady instead of every publisher firing in the same instant.
 		perPublisher := cfg.Rate / float64(cfg.Publishers)
 		interval := time.Duration(float64(time.Second) / perPublisher)
 		all := cfg.Rooms * cfg.Publishers
 		k := 0
+		begin := time.Now()
 		for _, r := range rooms {
 			for p := 0; p < cfg.Publishers && p < len(r.receivers); p++ {
 				rc := r.receivers[p]
@@ -385,12 +387,19 @@ func runLoad(ctx context.Context, cfg loadConfig) (*result, error) {
 				if rc.conn == nil {
 					continue
 				}
+				if pc, ok := rc.conn.(*pollConn); ok {
+					scheduled = append(scheduled, &pollPublisher{c: pc, r: r, pub: p, next: begin.Add(phase), interval: interval, sent: &sent, errs: &sendErrors})
+					continue
+				}
 				pw.Add(1)
 				go func() {
 					defer pw.Done()
 					publish(pctx, rc.conn, r, p, perPublisher, phase, cfg.Size, &sent, &sendErrors)
 				}()
 			}
+		}
+		if len(scheduled) > 0 {
+			pw.Go(func() { runSchedule(pctx, scheduled, cfg.Size, 10*time.Second) })
 		}
 		pw.Wait()
 		cancel()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	crand "crypto/rand"
 	"encoding/base64"
@@ -27,7 +28,7 @@ import (
 // stays far cheaper than the gateways it measures. The epoll set's own
 // descriptor waits in Go's network poller: no thread is held in a blocking
 // system call, which would have the runtime's monitor wake every 20 µs to
-// take its processor back. Receive-only: publishers use a leanConn.
+// take its processor back. Publishers send from one scheduler (schedule.go).
 type poller struct {
 	epfd   int
 	file   *os.File // epfd, registered with Go's network poller
@@ -44,6 +45,13 @@ type pollConn struct {
 	rc   *receiver
 	buf  []byte // bytes read and not yet parsed
 	gone atomic.Bool
+
+	// The sending side, for a publisher (schedule.go): wmu keeps a write
+	// from meeting a closed (and maybe reused) descriptor.
+	wmu     sync.Mutex
+	closed  bool
+	nonce   uint64
+	pending []pendingSend
 }
 
 func newPoller() (*poller, error) {
@@ -123,11 +131,14 @@ func (p *poller) drop(c *pollConn) {
 	c.gone.Store(true)
 	delete(p.conns, int32(c.fd))
 	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
+	c.wmu.Lock()
+	c.closed = true
 	syscall.Close(c.fd)
+	c.wmu.Unlock()
 }
 
 // dial opens a websocket to u by hand and adds it to the loop; frames go
-// to rc.onFrame.
+// to rc.onFrame, acks to the connection's sends (post).
 func (p *poller) dial(ctx context.Context, u string, d *net.Dialer, rc *receiver) (*pollConn, error) {
 	target, err := url.Parse(u)
 	if err != nil {
@@ -261,7 +272,14 @@ func (c *pollConn) frames(b []byte) (used int, ok bool) {
 		payload := rest[h : h+int(n)]
 		switch op {
 		case 0x1:
-			c.rc.onFrame(frameType(payload), payload)
+			switch typ := frameType(payload); {
+			case bytes.Equal(typ, typeAck):
+				c.acked(false, payload)
+			case bytes.Equal(typ, typeError):
+				c.acked(true, payload)
+			default:
+				c.rc.onFrame(typ, payload)
+			}
 		case 0x9:
 			c.pong(payload)
 		case 0x8:
@@ -292,6 +310,8 @@ func (c *pollConn) CloseNow() {
 	}
 }
 
+// send is for the goroutine-per-publisher path, which a polled connection
+// does not take: its publisher is on the schedule (runSchedule).
 func (c *pollConn) send(context.Context, string) (chat.ID, error) {
-	return chat.ID{}, errors.New("a polled connection only receives")
+	return chat.ID{}, errors.New("a polled connection sends through the schedule")
 }
