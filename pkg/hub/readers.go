@@ -121,11 +121,21 @@ func (g *group) ring(room string) {
 	g.poke()
 }
 
+// maxCarried bounds the entries a room's bells hold for the loop: past it
+// (the loop is slow, or retrying a failed read) they are dropped and the
+// room is read from its cursor instead.
+const maxCarried = 256
+
 // carry keeps a bell that brought its entry, for the loop to take.
 func (g *group) carry(b chat.Bell) {
 	g.mu.Lock()
 	if g.rooms[b.Room] != nil {
-		g.carried[b.Room] = append(g.carried[b.Room], b)
+		if len(g.carried[b.Room]) < maxCarried {
+			g.carried[b.Room] = append(g.carried[b.Room], b)
+		} else {
+			delete(g.carried, b.Room)
+			g.rung[b.Room] = true
+		}
 	}
 	g.mu.Unlock()
 	g.poke()

@@ -45,3 +45,23 @@ func TestWindowGrowsToItsLimit(t *testing.T) {
 		t.Fatalf("window is %d entries, want %d", len(r.ring), window)
 	}
 }
+
+// A room's bells hold at most maxCarried entries for the reader; past that
+// the room is marked to be read from its cursor instead.
+func TestCarriedBellsAreBounded(t *testing.T) {
+	t.Parallel()
+	g := &group{rooms: map[string]*room{"r": {}}, rung: map[string]bool{}, carried: map[string][]chat.Bell{}, signal: make(chan struct{}, 1)}
+	for i := range maxCarried + 10 {
+		g.carry(chat.Bell{Room: "r", Carried: true, Prev: chat.ID{Ms: uint64(i)}, Entry: chat.Event{ID: chat.ID{Ms: uint64(i + 1)}}})
+		if len(g.carried["r"]) > maxCarried {
+			t.Fatalf("%d bells held", len(g.carried["r"]))
+		}
+	}
+	if !g.rung["r"] {
+		t.Fatal("the room was not marked to be read after its bells overflowed")
+	}
+	g.carry(chat.Bell{Room: "gone", Carried: true})
+	if len(g.carried["gone"]) != 0 {
+		t.Fatal("a bell of a room the reader does not hold was kept")
+	}
+}
