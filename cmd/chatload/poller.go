@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"github.com/streamchat/streamchat/pkg/chat"
 )
@@ -109,7 +110,7 @@ func (p *poller) loop(raw syscall.RawConn) {
 	// ready event, until none is left.
 	_ = raw.Read(func(fd uintptr) bool {
 		for {
-			n, err := syscall.EpollWait(int(fd), events, 0)
+			n, err := epollNow(int(fd), events)
 			if err == syscall.EINTR {
 				continue
 			}
@@ -210,7 +211,7 @@ func (c *pollConn) readable() bool {
 	if len(c.buf) == cap(c.buf) {
 		c.buf = append(c.buf, make([]byte, cap(c.buf))...)[:len(c.buf)]
 	}
-	n, err := syscall.Read(c.fd, c.buf[len(c.buf):cap(c.buf)])
+	n, err := readNow(c.fd, c.buf[len(c.buf):cap(c.buf)])
 	if err == syscall.EAGAIN || err == syscall.EINTR {
 		return true
 	}
@@ -298,7 +299,7 @@ func (c *pollConn) pong(payload []byte) {
 	frame := make([]byte, 0, 6+len(payload))
 	frame = append(frame, 0x8A, 0x80|byte(len(payload)), 0, 0, 0, 0)
 	frame = append(frame, payload...)
-	_, _ = syscall.Write(c.fd, frame)
+	_, _ = writeNow(c.fd, frame)
 }
 
 // CloseNow shuts the socket; the loop sees the end and closes it.
@@ -314,4 +315,32 @@ func (c *pollConn) CloseNow() {
 // does not take: its publisher is on the schedule (runSchedule).
 func (c *pollConn) send(context.Context, string) (chat.ID, error) {
 	return chat.ID{}, errors.New("a polled connection sends through the schedule")
+}
+
+// epollNow, readNow and writeNow never block (a zero timeout; a non-blocking
+// socket), so they are raw system calls: the runtime's bookkeeping around
+// a system call that might block, and the monitor thread it keeps waking,
+// cost more here than the calls themselves.
+func epollNow(epfd int, events []syscall.EpollEvent) (int, error) {
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+func readNow(fd int, b []byte) (int, error) {
+	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+func writeNow(fd int, b []byte) (int, error) {
+	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }

@@ -105,7 +105,7 @@ func (c *pollConn) post(p *pollPublisher, text string) error {
 	frame = append(frame, 0, 0, 0, 0)
 	frame = append(frame, payload...)
 	for len(frame) > 0 {
-		n, err := syscall.Write(c.fd, frame)
+		n, err := writeNow(c.fd, frame)
 		switch {
 		case err == syscall.EAGAIN || err == syscall.EINTR:
 			time.Sleep(time.Millisecond) // the gateway is behind reading
