@@ -239,14 +239,8 @@ var (
 	replayTrue  = []byte(`"replay":true`)
 )
 
-// frameType is the value of the frame's "type" member, which the gateway
-// writes first.
-func frameType(b []byte) []byte {
-	if !bytes.HasPrefix(b, []byte(`{"type":"`)) {
-		return field(b, fieldType)
-	}
-	return field(b[1:], fieldType)
-}
+// frameType is the value of the frame's "type" member.
+func frameType(b []byte) []byte { return field(b, fieldType) }
 
 // field is the raw value of the first string member named by key (`"k":"`)
 // up to its closing quote. Escapes are not decoded: the values read here
