@@ -125,8 +125,9 @@ func (s *Store) SentKey(room, sender, nonce string) string {
 // the client gave up on it and retried) both find the first entry.
 // A new entry rings the room's bell (see Bells) with "PREV ID FIELDS": the
 // ID of the entry before it, its own, and its fields (bellFields), so a
-// replica whose cursor is PREV needs no read. XREVRANGE of one entry costs
-// Redis less than the read each replica would make.
+// replica whose cursor is PREV needs no read. The XREVRANGE of one entry
+// costs Redis less than the reads of every replica that follows the room
+// (BENCHMARKS.md).
 // KEYS: stream, sent key, bell channel. ARGV: maxlen, window in ms, touch
 // (1 when the caller will WAIT for replicas: a duplicate then writes the
 // record again, so that the WAIT covers the original entry too), the
