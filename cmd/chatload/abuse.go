@@ -369,27 +369,39 @@ func rawWS(addr, query string) (net.Conn, *bufio.Reader, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	key := make([]byte, 16)
-	_, _ = crand.Read(key)
-	fmt.Fprintf(c, "GET /ws?%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n",
-		query, addr, base64.StdEncoding.EncodeToString(key))
-	br := bufio.NewReader(c)
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	resp, err := http.ReadResponse(br, nil)
+	br, err := upgrade(c, addr, "/ws?"+query)
 	if err != nil {
 		c.Close()
 		return nil, nil, err
 	}
 	_ = c.SetReadDeadline(time.Time{})
-	if resp.StatusCode == http.StatusTooManyRequests {
-		c.Close()
-		return nil, nil, errTooMany
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		c.Close()
-		return nil, nil, fmt.Errorf("handshake: %s", resp.Status)
-	}
 	return c, br, nil
+}
+
+// upgrade makes the websocket handshake on c, a connection to host, for
+// requestURI, and returns the reader holding whatever the server sent
+// after it. A refusal with 429 is errTooMany.
+func upgrade(c net.Conn, host, requestURI string) (*bufio.Reader, error) {
+	key := make([]byte, 16)
+	_, _ = crand.Read(key)
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n",
+		requestURI, host, base64.StdEncoding.EncodeToString(key)); err != nil {
+		return nil, err
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusSwitchingProtocols:
+		return br, nil
+	case http.StatusTooManyRequests:
+		return nil, errTooMany
+	}
+	return nil, fmt.Errorf("handshake: %s", resp.Status)
 }
 
 // errTooMany is a handshake refused with 429: the per-address cap at work.

@@ -198,16 +198,10 @@ func (c *leanConn) frame(b []byte) {
 func (c *leanConn) send(ctx context.Context, text string) (chat.ID, error) {
 	c.mu.Lock()
 	c.next++
-	nonce := strconv.AppendUint([]byte("l"), c.next, 10)
-	c.waiting = nonce
+	n := c.next
+	c.waiting = strconv.AppendUint([]byte("l"), n, 10)
 	c.mu.Unlock()
-	// Load texts are digits, spaces and x: nothing to escape.
-	frame := make([]byte, 0, len(text)+64)
-	frame = append(frame, `{"type":"message","text":"`...)
-	frame = append(frame, text...)
-	frame = append(frame, `","nonce":"`...)
-	frame = append(frame, nonce...)
-	frame = append(frame, `"}`...)
+	frame := appendMessage(make([]byte, 0, len(text)+64), text, 'l', n)
 	if err := c.ws.Write(ctx, websocket.MessageText, frame); err != nil {
 		c.fail(err)
 		r := <-c.reply
@@ -238,6 +232,17 @@ var (
 	fieldCursor = []byte(`"cursor":"`)
 	replayTrue  = []byte(`"replay":true`)
 )
+
+// appendMessage appends a message command with text and the nonce
+// prefix+n. Load texts are digits, spaces and x: nothing to escape.
+func appendMessage(dst []byte, text string, prefix byte, n uint64) []byte {
+	dst = append(dst, `{"type":"message","text":"`...)
+	dst = append(dst, text...)
+	dst = append(dst, `","nonce":"`...)
+	dst = append(dst, prefix)
+	dst = strconv.AppendUint(dst, n, 10)
+	return append(dst, `"}`...)
+}
 
 // frameType is the value of the frame's "type" member.
 func frameType(b []byte) []byte { return field(b, fieldType) }

@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	crand "crypto/rand"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"sync"
@@ -153,20 +149,9 @@ func (p *poller) dial(ctx context.Context, u string, d *net.Dialer, rc *receiver
 	if dl, ok := ctx.Deadline(); ok {
 		_ = nc.SetDeadline(dl)
 	}
-	key := make([]byte, 16)
-	_, _ = crand.Read(key)
-	if _, err := fmt.Fprintf(nc, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n",
-		target.RequestURI(), target.Host, base64.StdEncoding.EncodeToString(key)); err != nil {
-		return nil, err
-	}
-	br := bufio.NewReader(nc)
-	resp, err := http.ReadResponse(br, nil)
+	br, err := upgrade(nc, target.Host, target.RequestURI())
 	if err != nil {
-		return nil, fmt.Errorf("handshake: %w", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		return nil, fmt.Errorf("handshake: %s", resp.Status)
+		return nil, err
 	}
 	leftover, _ := br.Peek(br.Buffered())
 	raw, err := nc.(*net.TCPConn).SyscallConn()
@@ -290,15 +275,12 @@ func (c *pollConn) frames(b []byte) (used int, ok bool) {
 	}
 }
 
-// pong answers a ping with its payload. Client frames must be masked; a
-// zero key leaves the payload as it is, which a load tool may use.
+// pong answers a ping with its payload.
 func (c *pollConn) pong(payload []byte) {
 	if len(payload) > 125 {
 		return
 	}
-	frame := make([]byte, 0, 6+len(payload))
-	frame = append(frame, 0x8A, 0x80|byte(len(payload)), 0, 0, 0, 0)
-	frame = append(frame, payload...)
+	frame := append(frameHeader(0xA, uint64(len(payload))), payload...)
 	_, _ = writeNow(c.fd, frame)
 }
 

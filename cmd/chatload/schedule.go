@@ -4,7 +4,6 @@ import (
 	"container/heap"
 	"context"
 	"errors"
-	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -81,8 +80,7 @@ func runSchedule(ctx context.Context, pubs []*pollPublisher, size int, drain tim
 var errGone = errors.New("connection closed")
 
 // post sends text as a message with a nonce of its own and queues it for
-// its ack. Client frames must be masked; a zero key leaves the payload as
-// it is.
+// its ack.
 func (c *pollConn) post(p *pollPublisher, text string) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -90,20 +88,8 @@ func (c *pollConn) post(p *pollPublisher, text string) error {
 		return errGone
 	}
 	c.nonce++
-	payload := make([]byte, 0, len(text)+64)
-	payload = append(payload, `{"type":"message","text":"`...)
-	payload = append(payload, text...)
-	payload = append(payload, `","nonce":"p`...)
-	payload = strconv.AppendUint(payload, c.nonce, 10)
-	payload = append(payload, `"}`...)
-	frame := make([]byte, 0, len(payload)+8)
-	if n := len(payload); n < 126 {
-		frame = append(frame, 0x81, 0x80|byte(n))
-	} else {
-		frame = append(frame, 0x81, 0x80|126, byte(n>>8), byte(n))
-	}
-	frame = append(frame, 0, 0, 0, 0)
-	frame = append(frame, payload...)
+	payload := appendMessage(make([]byte, 0, len(text)+64), text, 'p', c.nonce)
+	frame := append(frameHeader(0x1, uint64(len(payload))), payload...)
 	for len(frame) > 0 {
 		n, err := writeNow(c.fd, frame)
 		switch {

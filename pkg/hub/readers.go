@@ -159,16 +159,15 @@ func (c carriedRoom) take() bool {
 	var events []chat.Event
 	ok := true
 	for _, b := range c.bells {
-		switch {
-		case !cursor.Less(b.Entry.ID):
+		if !cursor.Less(b.Entry.ID) {
 			continue // read already
-		case b.Prev == cursor:
-			events = append(events, b.Entry)
-			cursor = b.Entry.ID
-			continue
 		}
-		ok = false
-		break
+		if b.Prev != cursor {
+			ok = false
+			break
+		}
+		events = append(events, b.Entry)
+		cursor = b.Entry.ID
 	}
 	if len(events) > 0 {
 		r.push(encode(events))
