@@ -17,7 +17,7 @@ func TestLeanReadsGatewayFrames(t *testing.T) {
 	id := chat.ID{Ms: 1764650401234, Seq: 3}
 	live := chat.EncodeEvent(chat.Event{Kind: chat.KindMessage, ID: id, Room: "r", From: "ann", Text: text, Nonce: "n1"}, false)
 	replay := chat.EncodeEvent(chat.Event{Kind: chat.KindMessage, ID: id, Room: "r", From: "ann", Text: text}, true)
-	ready := chat.EncodeReady(chat.ID{Ms: 5, Seq: 1}, nil)
+	ready := chat.EncodeReady(chat.ID{Ms: 5, Seq: 1}, nil, nil)
 	ack := chat.EncodeAck("l9", id, false)
 
 	if got := string(frameType(live)); got != "message" {
@@ -76,7 +76,7 @@ func TestLeanReceiverChecks(t *testing.T) {
 		return chat.EncodeEvent(chat.Event{Kind: chat.KindMessage, ID: chat.ID{Ms: ms}, Room: "r", From: "a", Text: messageText(0, seq, 40)}, replay)
 	}
 	feed(msg(1, 0, false)) // before ready: ignored
-	feed(chat.EncodeReady(chat.ID{Ms: 1}, nil))
+	feed(chat.EncodeReady(chat.ID{Ms: 1}, nil, nil))
 	for _, b := range [][]byte{
 		msg(1, 0, true),  // replayed: ignored
 		msg(1, 0, false), // at the cursor: a duplicate

@@ -37,7 +37,7 @@ func TestPollerFrames(t *testing.T) {
 	c := &pollConn{fd: fds[0], rc: rc}
 
 	var stream []byte
-	stream = append(stream, serverFrame(0x1, chat.EncodeReady(chat.ID{Ms: 1}, nil))...)
+	stream = append(stream, serverFrame(0x1, chat.EncodeReady(chat.ID{Ms: 1}, nil, nil))...)
 	for i := range 3 {
 		text := messageText(0, int64(i), []int{40, 200, 70000}[i]) // 7-bit, 16-bit and 64-bit lengths
 		stream = append(stream, serverFrame(0x1, chat.EncodeEvent(chat.Event{Kind: chat.KindMessage, ID: chat.ID{Ms: uint64(2 + i)}, Room: "r", From: "a", Text: text}, false))...)

@@ -6,9 +6,15 @@ package chat
 // reading the stream. A reader at any other cursor, and every bell without
 // an entry, reads the stream from its cursor instead: a bell can save a
 // read, never replace one.
+//
+// A bell with a Notice is not about the stream at all: it carries a frame
+// for the room's members that is never stored (typing), to be sent to every
+// member except the connection Conn that caused it.
 type Bell struct {
 	Room    string
 	Carried bool
 	Prev    ID
 	Entry   Event
+	Notice  []byte
+	Conn    string
 }

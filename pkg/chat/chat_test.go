@@ -168,7 +168,7 @@ func TestDecodeCommand(t *testing.T) {
 		{"json not closed", `{"type":"message"`, Message{}, CodeBadRequest, ""},
 		{"json trailing garbage", `{"type":"message","text":"a"} x`, Message{}, CodeBadRequest, ""},
 		{"json text not string", `{"type":"message","text":5}`, Message{}, CodeBadRequest, ""},
-		{"json unknown type", `{"type":"typing","nonce":"n2"}`, Message{}, CodeBadRequest, "n2"},
+		{"json unknown type", `{"type":"shout","nonce":"n2"}`, Message{}, CodeBadRequest, "n2"},
 		{"json missing type", `{"text":"a"}`, Message{}, CodeBadRequest, ""},
 		{"json empty text", `{"type":"message","text":"  ","nonce":"n3"}`, Message{}, CodeBadRequest, "n3"},
 		{"json too long", `{"type":"message","text":"01234567890","nonce":"n4"}`, Message{}, CodeTooLarge, "n4"},
@@ -222,7 +222,7 @@ func TestEncodeControlFrames(t *testing.T) {
 		got  []byte
 		want string
 	}{
-		{"ready empty", EncodeReady(ID{}, nil), `{"type":"ready","cursor":"0-0","online":[]}`},
+		{"ready empty", EncodeReady(ID{}, nil, nil), `{"type":"ready","cursor":"0-0","online":[]}`},
 		{"ack", EncodeAck("n", ID{5, 1}, false), `{"type":"ack","nonce":"n","id":"5-1"}`},
 		{"ack of a duplicate", EncodeAck("n", ID{5, 1}, true), `{"type":"ack","nonce":"n","id":"5-1","duplicate":true}`},
 		{"error", EncodeError(&Error{Code: CodeRateLimited, Message: "slow down"}), `{"type":"error","code":"rate_limited","message":"slow down"}`},
@@ -318,6 +318,49 @@ func TestSafeFileName(t *testing.T) {
 	} {
 		if got := SafeFileName(in); got != want {
 			t.Errorf("SafeFileName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestDecodeConversationCommands(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		in   string
+		want Command
+		code Code
+	}{
+		{`{"type":"typing"}`, Typing{}, ""},
+		{`{"type":"edit","id":"5-1","text":" new ","nonce":"n"}`, Edit{ID: ID{Ms: 5, Seq: 1}, Text: "new", Nonce: "n"}, ""},
+		{`{"type":"edit","id":"5-1","text":"01234567890"}`, nil, CodeTooLarge},
+		{`{"type":"edit","id":"0-0","text":"x"}`, nil, CodeBadRequest},
+		{`{"type":"delete","id":"5-1"}`, Delete{ID: ID{Ms: 5, Seq: 1}}, ""},
+		{`{"type":"delete"}`, nil, CodeBadRequest},
+		{`{"type":"react","id":"5-1","emoji":"👍","on":true}`, React{ID: ID{Ms: 5, Seq: 1}, Emoji: "👍", On: true}, ""},
+		{`{"type":"react","id":"5-1","emoji":"👍","on":false}`, React{ID: ID{Ms: 5, Seq: 1}, Emoji: "👍"}, ""},
+		{`{"type":"react","id":"5-1","emoji":"👍"}`, nil, CodeBadRequest},
+		{`{"type":"react","id":"5-1","emoji":"a","on":true}`, nil, CodeBadRequest},
+		{`{"type":"read","id":"5-1"}`, Read{ID: ID{Ms: 5, Seq: 1}}, ""},
+	} {
+		cmd, err := DecodeCommand([]byte(tt.in), 10)
+		switch {
+		case tt.code != "" && (err == nil || err.Code != tt.code):
+			t.Errorf("DecodeCommand(%s) = %+v, %v; want %s", tt.in, cmd, err, tt.code)
+		case tt.code == "" && (err != nil || cmd != tt.want):
+			t.Errorf("DecodeCommand(%s) = %+v, %v; want %+v", tt.in, cmd, err, tt.want)
+		}
+	}
+}
+
+func TestValidEmoji(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"👍", "👍🏽", "❤️", "🏳️‍🌈", "1️⃣", "#️⃣", "🇫🇷", "✅"} {
+		if !ValidEmoji(ok) {
+			t.Errorf("ValidEmoji(%q) = false", ok)
+		}
+	}
+	for _, bad := range []string{"", "a", "ok", " 👍", "<3", "👍\"", "\u202e👍", strings.Repeat("👍", 9), "\x00", "\xff"} {
+		if ValidEmoji(bad) {
+			t.Errorf("ValidEmoji(%q) = true", bad)
 		}
 	}
 }

@@ -30,6 +30,10 @@ type eventFrame struct {
 	Nonce  string `json:"nonce,omitempty"`
 	Bot    bool   `json:"bot,omitempty"`
 	Replay bool   `json:"replay,omitempty"`
+	// A replayed message's state
+	EditedAt  string     `json:"edited_at,omitempty"`
+	Deleted   bool       `json:"deleted,omitempty"`
+	Reactions []Reaction `json:"reactions,omitempty"`
 }
 
 // EncodeEvent returns the wire payload of a stream entry: its fixed fields,
@@ -39,7 +43,7 @@ func EncodeEvent(e Event, replay bool) []byte {
 	enc := encoders.Get().(*encoder)
 	defer encoders.Put(enc)
 	enc.buf.Reset()
-	if err := enc.enc.Encode(eventFrame{
+	f := eventFrame{
 		Type:   e.Kind,
 		ID:     e.ID.String(),
 		Room:   e.Room,
@@ -50,7 +54,19 @@ func EncodeEvent(e Event, replay bool) []byte {
 		Nonce:  e.Nonce,
 		Bot:    e.Bot,
 		Replay: replay,
-	}); err != nil {
+	}
+	if st := e.State; st != nil {
+		if st.Text != "" {
+			f.Text, f.EditedAt = st.Text, st.EditedAt
+		}
+		f.Reactions = st.Reactions
+		if st.Deleted {
+			// A tombstone: where the message was, and nothing of it.
+			f.Text, f.EditedAt, f.Reactions, f.Deleted = "", "", nil, true
+			e.Attrs = ""
+		}
+	}
+	if err := enc.enc.Encode(f); err != nil {
 		panic("chat: encoding an event: " + err.Error())
 	}
 	frame := enc.buf.Bytes()
@@ -94,7 +110,8 @@ func EncodeHello(h Hello) []byte {
 // entries follow, starting right after cursor.
 // online lists the people present, one entry each: their names in
 // "online", and, for signed-in users, their user ids too in "users".
-func EncodeReady(cursor ID, online []Member) []byte {
+// read, when not nil, is the signed-in user's read marker in the room.
+func EncodeReady(cursor ID, online []Member, read *ID) []byte {
 	type user struct {
 		UID  string `json:"uid"`
 		Name string `json:"name"`
@@ -107,12 +124,27 @@ func EncodeReady(cursor ID, online []Member) []byte {
 			users = append(users, user{m.UID, m.Name})
 		}
 	}
+	var marker string
+	if read != nil {
+		marker = read.String()
+	}
 	return mustMarshal(struct {
 		Type   string   `json:"type"`
 		Cursor string   `json:"cursor"`
 		Online []string `json:"online"`
 		Users  []user   `json:"users,omitempty"`
-	}{TypeReady, cursor.String(), names, users})
+		Read   string   `json:"read,omitempty"`
+	}{TypeReady, cursor.String(), names, users, marker})
+}
+
+// EncodeTyping returns the typing notice of a room's member.
+func EncodeTyping(room, from, uid string) []byte {
+	return mustMarshal(struct {
+		Type string `json:"type"`
+		Room string `json:"room"`
+		From string `json:"from"`
+		UID  string `json:"uid,omitempty"`
+	}{"typing", room, from, uid})
 }
 
 // EncodeAck returns the frame that confirms a message is stored as id.

@@ -66,6 +66,9 @@ type clientFrame struct {
 	Size   *int64 `json:"size"`
 	Before string `json:"before"`
 	Limit  *int   `json:"limit"`
+	ID     string `json:"id"`
+	Emoji  string `json:"emoji"`
+	On     *bool  `json:"on"`
 }
 
 // decoders maps a frame's "type" to the function that builds its command
@@ -74,6 +77,11 @@ var decoders = map[string]func(f *clientFrame, maxText int) (Command, *Error){
 	string(KindMessage): decodeMessage,
 	string(KindFile):    decodeFile,
 	"history":           decodeHistory,
+	"typing":            decodeTyping,
+	string(KindEdit):    decodeEdit,
+	string(KindDelete):  decodeDelete,
+	string(KindReact):   decodeReact,
+	"read":              decodeRead,
 }
 
 func decodeFile(f *clientFrame, _ int) (Command, *Error) {

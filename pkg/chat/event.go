@@ -34,6 +34,12 @@ type Event struct {
 	Nonce string
 	// Bot marks an entry posted by a backend through the publish API.
 	Bot bool
+	// Author is the hash of an anonymous sender's author key (AuthorOf),
+	// kept so that only they can edit or delete the entry; never sent.
+	Author string
+	// State is the message's current state when it was changed after it
+	// was posted; set on replays and history pages, never on live entries.
+	State *State
 	// Attrs are the fields that only some kinds carry (a file's name and
 	// size, the id an edit refers to), sent as string fields of the event,
 	// so a new kind needs no new field here. Make them with NewAttrs.
@@ -141,8 +147,12 @@ func checkAttrs(attrs map[string]string) *Error {
 }
 
 // Replayable reports whether the event belongs to the history replayed on
-// join. Presence changes do not: a joiner wants the conversation.
-func (e Event) Replayable() bool { return e.Kind != KindJoin && e.Kind != KindLeave }
+// join. Presence changes do not: a joiner wants the conversation. Nor do
+// edits, deletes and reactions: the replayed messages carry their current
+// state instead.
+func (e Event) Replayable() bool {
+	return e.Kind != KindJoin && e.Kind != KindLeave && !e.Kind.Amends()
+}
 
 // Limits are the per-connection limits announced in hello.
 type Limits struct {
@@ -212,3 +222,17 @@ type RoomStat struct {
 	Length int64 // entries it holds now
 	LastID ID    // the last entry ever generated; 0-0 for a new room
 }
+
+// RoomSummary is one room of a user's list.
+type RoomSummary struct {
+	Room   string // as entered: the name, or @USERID
+	Read   ID     // the read marker
+	Unread int    // messages and files by others after the marker, at most MaxUnread
+	// More says there are more unread than Unread.
+	More bool
+	Last *Event // the newest message or file, if the stream has one
+}
+
+// MaxUnread is the most unread messages counted; beyond it a room shows
+// "99+".
+const MaxUnread = 99

@@ -18,6 +18,10 @@ func FuzzDecode(f *testing.F) {
 		`{"type":"message","text":"hi","nonce":"n"}`,
 		`{"type":"message","text":"\u0000"}`,
 		`{"type":"typing"}`,
+		`{"type":"edit","id":"1-1","text":"x","nonce":"n"}`,
+		`{"type":"react","id":"1-1","emoji":"👍🏽","on":true}`,
+		`{"type":"delete","id":"1-0"}`,
+		`{"type":"read","id":"0-1"}`,
 		`{"type":"message","text":["x"]}`,
 		`{"type":"message","text":"a","nonce":"` + "0123456789012345678901234567890123456789012345678901234567890123456789" + `"}`,
 		"\xff\xfe",
@@ -37,6 +41,23 @@ func FuzzDecode(f *testing.F) {
 			if !json.Valid(EncodeError(err)) {
 				t.Fatalf("error frame is not JSON")
 			}
+			return
+		}
+		if utf8.RuneCountInString(cmd.CommandNonce()) > MaxNonceLen {
+			t.Fatalf("accepted long nonce %q", cmd.CommandNonce())
+		}
+		switch c := cmd.(type) {
+		case Edit:
+			if c.ID.IsZero() || c.Text == "" || utf8.RuneCountInString(c.Text) > 100 {
+				t.Fatalf("accepted bad edit %+v", c)
+			}
+			return
+		case React:
+			if c.ID.IsZero() || !ValidEmoji(c.Emoji) {
+				t.Fatalf("accepted bad reaction %+v", c)
+			}
+			return
+		case Delete, Read, Typing, History, File:
 			return
 		}
 		msg, ok := cmd.(Message)

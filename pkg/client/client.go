@@ -62,6 +62,19 @@ type Event struct {
 	Width  string `json:"width,omitempty"`
 	Height string `json:"height,omitempty"`
 
+	// edit, delete, react entries: the message they change (ref); react:
+	// the emoji, whether it was turned on ("true"/"false") and its count
+	// after the change
+	Ref   string `json:"ref,omitempty"`
+	Emoji string `json:"emoji,omitempty"`
+	On    string `json:"on,omitempty"`
+	Count string `json:"count,omitempty"`
+
+	// a replayed or history message's current state
+	EditedAt  string     `json:"edited_at,omitempty"`
+	Deleted   bool       `json:"deleted,omitempty"`
+	Reactions []Reaction `json:"reactions,omitempty"`
+
 	// history: entries before the one asked for, oldest first
 	Entries []Event `json:"entries,omitempty"`
 	More    bool    `json:"more,omitempty"`
@@ -77,10 +90,18 @@ type Event struct {
 	Cursor string   `json:"cursor,omitempty"`
 	Online []string `json:"online,omitempty"`
 	Users  []User   `json:"users,omitempty"`
+	Read   string   `json:"read,omitempty"` // the signed-in user's read marker
 
 	// error
 	Code    string `json:"code,omitempty"`
 	Message string `json:"message,omitempty"`
+}
+
+// Reaction is one emoji on a replayed message.
+type Reaction struct {
+	Emoji string `json:"emoji"`
+	Count int    `json:"count"`
+	Me    bool   `json:"me,omitempty"`
 }
 
 // User is a signed-in user online, from ready.
@@ -470,6 +491,36 @@ func (c *Conn) SendNonce(ctx context.Context, nonce, text string) (Ack, error) {
 		}
 		return ack, &ServerError{Code: ev.Code, Message: ev.Message}
 	}
+}
+
+// Do sends a command frame (edit, delete, react, read: see
+// docs/protocol.md) with a fresh nonce and waits for its ack; a refusal is
+// a *ServerError. It is not sent again after a drop.
+func (c *Conn) Do(ctx context.Context, cmd map[string]any) (Ack, error) {
+	nonce := NewNonce()
+	frame := make(map[string]any, len(cmd)+1)
+	for k, v := range cmd {
+		frame[k] = v
+	}
+	frame["nonce"] = nonce
+	data, err := json.Marshal(frame)
+	if err != nil {
+		return Ack{}, fmt.Errorf("encode command: %w", err)
+	}
+	ev, err := c.exchange(ctx, nonce, data)
+	switch {
+	case err != nil:
+		return Ack{}, err
+	case ev.Type == "ack":
+		return Ack{ID: ev.ID, Duplicate: ev.Duplicate}, nil
+	}
+	return Ack{}, &ServerError{Code: ev.Code, Message: ev.Message}
+}
+
+// Typing tells the room the user is typing. It has no answer: the server
+// drops all but one per 3 seconds.
+func (c *Conn) Typing(ctx context.Context) error {
+	return c.SendRaw(ctx, websocket.MessageText, []byte(`{"type":"typing"}`))
 }
 
 // exchange writes frame on the current ready connection and waits for the

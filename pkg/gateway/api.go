@@ -157,6 +157,9 @@ func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.StoreTimeout)
 	defer cancel()
 	events, more, err := s.store.Before(ctx, room, before, limit)
+	if err == nil {
+		err = s.store.States(ctx, room, events, "", "")
+	}
 	if err != nil {
 		s.apiError(w, r, fmt.Errorf("history: %w: %w", hub.ErrUnavailable, err))
 		return

@@ -42,6 +42,10 @@ func (h *fakeHub) Post(_ context.Context, e chat.Event, _ string) (chat.Ack, err
 	return chat.Ack{ID: chat.ID{Ms: 7, Seq: uint64(len(h.posted))}}, nil
 }
 
+func (h *fakeHub) Amend(_ context.Context, a chat.Amendment) (chat.Ack, error) {
+	return h.Post(context.Background(), a.Event, a.Sender)
+}
+
 func (h *fakeHub) Healthy() error { return nil }
 
 func (h *fakeHub) setPostErr(err error) {
@@ -86,6 +90,19 @@ func (fakeStorage) GetFile(context.Context, string, string) (chat.Blob, error) {
 func (fakeStorage) Conversations(context.Context, string) ([]string, error) {
 	return nil, nil
 }
+func (fakeStorage) States(context.Context, string, []chat.Event, string, string) error { return nil }
+func (fakeStorage) Typing(context.Context, string, string, string, []byte) (bool, error) {
+	return true, nil
+}
+func (fakeStorage) Joined(context.Context, string, string, chat.ID) (chat.ID, error) {
+	return chat.ID{}, nil
+}
+func (fakeStorage) MarkRead(_ context.Context, _, _ string, id chat.ID) (chat.ID, error) {
+	return id, nil
+}
+func (fakeStorage) Rooms(context.Context, string, func(string) string) ([]chat.RoomSummary, error) {
+	return nil, nil
+}
 
 // The read loop decodes each frame into a command and dispatches it to the
 // hub; failures come back as error events carrying the command's nonce,
@@ -118,7 +135,12 @@ func TestDispatchWithFakeHub(t *testing.T) {
 	if ack := clienttest.NextOf(t, c, "ack"); ack.Nonce != "n1" || ack.ID != "7-1" {
 		t.Fatalf("ack %+v", ack)
 	}
+	// Anonymous, it keeps the hash of its author key, which lets only it
+	// edit the message.
 	want := chat.Event{Room: "r", Kind: chat.KindMessage, From: "ann", Text: "hi", Nonce: "n1"}
+	if got := fh.events(); len(got) == 1 && len(got[0].Author) == 32 {
+		want.Author = got[0].Author
+	}
 	if got := fh.events(); len(got) != 1 || fmt.Sprint(got[0]) != fmt.Sprint(want) {
 		t.Fatalf("posted %+v, want %+v", got, want)
 	}

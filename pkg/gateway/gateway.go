@@ -31,6 +31,9 @@ type Hub interface {
 	// Post appends an event unless its sender already posted its nonce;
 	// a *chat.Error means it was refused.
 	Post(ctx context.Context, e chat.Event, sender string) (chat.Ack, error)
+	// Amend applies an edit, delete or reaction and appends its entry;
+	// a *chat.Error means it was refused and nothing changed.
+	Amend(ctx context.Context, a chat.Amendment) (chat.Ack, error)
 	// Healthy reports an error when a room's tail is stuck.
 	Healthy() error
 }
@@ -64,6 +67,18 @@ type Storage interface {
 	// (chat.ErrNoFile when gone).
 	PutFile(ctx context.Context, room, id string, b chat.Blob, ttl time.Duration, quota int64) error
 	GetFile(ctx context.Context, room, id string) (chat.Blob, error)
+	// States sets the current state of the changed messages among events
+	// (history pages show messages as they are now).
+	States(ctx context.Context, room string, events []chat.Event, uid, author string) error
+	// Typing sends a typing notice to the room's other members unless
+	// the same user sent one within chat.TypingInterval.
+	Typing(ctx context.Context, room, who, conn string, frame []byte) (bool, error)
+	// Joined records a signed-in user's join and returns their read
+	// marker; MarkRead moves it forward; Rooms lists their rooms with
+	// unread counts, resolve naming each listed room's stream.
+	Joined(ctx context.Context, uid, room string, boundary chat.ID) (chat.ID, error)
+	MarkRead(ctx context.Context, uid, room string, id chat.ID) (chat.ID, error)
+	Rooms(ctx context.Context, uid string, resolve func(string) string) ([]chat.RoomSummary, error)
 }
 
 // FromHub adapts the hub to the gateway's Hub; every wiring site uses it.

@@ -222,7 +222,15 @@ func TestBadFrames(t *testing.T) {
 		nonce string
 	}{
 		{"invalid json", websocket.MessageText, `{"type":"message",`, "bad_request", ""},
-		{"unknown type", websocket.MessageText, `{"type":"typing","nonce":"n1"}`, "bad_request", "n1"},
+		{"unknown type", websocket.MessageText, `{"type":"shout","nonce":"n1"}`, "bad_request", "n1"},
+		{"edit without an id", websocket.MessageText, `{"type":"edit","text":"x","nonce":"n4"}`, "bad_request", "n4"},
+		{"edit of no message", websocket.MessageText, `{"type":"edit","id":"1-1","text":"x","nonce":"n5"}`, "not_found", "n5"},
+		{"edit with empty text", websocket.MessageText, `{"type":"edit","id":"1-1","text":" ","nonce":"n6"}`, "bad_request", "n6"},
+		{"delete of a bad id", websocket.MessageText, `{"type":"delete","id":"yesterday","nonce":"n7"}`, "bad_request", "n7"},
+		{"reaction not an emoji", websocket.MessageText, `{"type":"react","id":"1-1","emoji":"<b>","on":true,"nonce":"n8"}`, "bad_request", "n8"},
+		{"reaction too long", websocket.MessageText, `{"type":"react","id":"1-1","emoji":"` + strings.Repeat("👍", 9) + `","on":true,"nonce":"n9"}`, "bad_request", "n9"},
+		{"reaction without on", websocket.MessageText, `{"type":"react","id":"1-1","emoji":"👍","nonce":"n10"}`, "bad_request", "n10"},
+		{"read marker anonymous", websocket.MessageText, `{"type":"read","id":"1-1","nonce":"n11"}`, "forbidden", "n11"},
 		{"text not a string", websocket.MessageText, `{"type":"message","text":1}`, "bad_request", ""},
 		{"empty text", websocket.MessageText, `{"type":"message","text":"   ","nonce":"n2"}`, "bad_request", "n2"},
 		{"blank plain frame", websocket.MessageText, "  ", "bad_request", ""},

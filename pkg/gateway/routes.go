@@ -30,6 +30,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /files/{room}/{id}", s.serveFile)
 	// A signed-in user's own: their direct-message conversations.
 	mux.HandleFunc("GET /api/conversations", s.serveConversations)
+	mux.HandleFunc("GET /api/me/rooms", s.serveMyRooms)
 	// Operations.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -38,6 +38,12 @@ type conn struct {
 	// sender scopes the nonces of this connection's messages: the
 	// identity's, or the connection's own when it has none.
 	sender string
+	// author is what an anonymous connection's entries keep of their
+	// sender (chat.AuthorOf), so that only it can edit or delete them;
+	// "" when signed in (the uid says it).
+	author string
+	// lastTyping is when the read loop last sent a typing notice.
+	lastTyping time.Time
 	// upload is the file announced by the last frame, whose bytes the next
 	// frame must be; only the read loop touches it.
 	upload *chat.File
@@ -146,6 +152,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if c.sender == "" {
 		c.sender = "conn:" + c.id
 	}
+	if who.UserID == "" {
+		c.author = chat.AuthorOf(c.sender)
+	}
 	// Accept checks the Origin: the request's own host, or an allowed
 	// pattern. Anything else gets 403 before any upgrade.
 	ws, err := wsconn.Accept(w, r, wsconn.Options{
@@ -210,7 +219,7 @@ func (c *conn) serve(p joinParams) (loop func()) {
 	ctx, cancel := context.WithCancel(c.s.ctx)
 
 	m := c.s.opts.Metrics
-	sess, greeting, err := c.s.hub.Join(ctx, hub.JoinRequest{Room: p.room, Name: c.who.Name, UID: c.who.UserID, Conn: c.id, Since: p.since, Resume: p.resume})
+	sess, greeting, err := c.s.hub.Join(ctx, hub.JoinRequest{Room: p.room, Name: c.who.Name, UID: c.who.UserID, Author: c.author, Conn: c.id, Since: p.since, Resume: p.resume})
 	if err != nil {
 		o := classify(errJoin)
 		m.RedisErrors.WithLabelValues("join").Inc()
@@ -229,11 +238,22 @@ func (c *conn) serve(p joinParams) (loop func()) {
 			c.logf(zapcore.WarnLevel, "record direct conversation", zap.Error(err))
 		}
 	}
+	var marker *chat.ID
+	if c.who.UserID != "" {
+		// The user's room list shows the room from now on, and ready
+		// tells where they last read; a failure costs the list, not the
+		// conversation.
+		if id, err := c.s.store.Joined(ctx, c.who.UserID, c.listName(), greeting.Boundary); err != nil {
+			c.logf(zapcore.WarnLevel, "record joined room", zap.Error(err))
+		} else {
+			marker = &id
+		}
+	}
 	m.ConnsOpened.Inc()
 	m.ConnsOpen.Inc()
 	c.logf(zapcore.InfoLevel, "connection opened", zap.Bool("resumed", greeting.Resumed), zap.Stringer("cursor", greeting.Boundary))
 
-	if err := c.greet(ctx, greeting); err != nil {
+	if err := c.greet(ctx, greeting, marker); err != nil {
 		c.fail(err)
 	} else {
 		sess.Start(c.ws, c.fail)
@@ -286,7 +306,7 @@ func (c *conn) logf(level zapcore.Level, msg string, extra ...zap.Field) {
 
 // greet sends hello, the replay or the resumed entries, and ready, and
 // then whatever the catch-up read returned past the boundary.
-func (c *conn) greet(ctx context.Context, g hub.Greeting) error {
+func (c *conn) greet(ctx context.Context, g hub.Greeting, marker *chat.ID) error {
 	o := c.s.opts
 	payloads := make([][]byte, 0, 2+len(g.Replay))
 	payloads = append(payloads, chat.EncodeHello(chat.Hello{
@@ -321,7 +341,7 @@ func (c *conn) greet(ctx context.Context, g hub.Greeting) error {
 			return err
 		}
 	}
-	payloads = append(payloads[:0], chat.EncodeReady(cursor, g.Online))
+	payloads = append(payloads[:0], chat.EncodeReady(cursor, g.Online, marker))
 	for i := range rest {
 		payloads = append(payloads, rest[i].Payload)
 	}
@@ -391,7 +411,17 @@ func (c *conn) dispatch(ctx context.Context, cmd chat.Command) {
 	var err error
 	switch cmd := cmd.(type) {
 	case chat.Message:
-		err = c.post(ctx, chat.Event{Room: c.room, Kind: chat.KindMessage, From: c.who.Name, UID: c.who.UserID, Text: cmd.Text, Nonce: cmd.Nonce})
+		err = c.post(ctx, chat.Event{Room: c.room, Kind: chat.KindMessage, From: c.who.Name, UID: c.who.UserID, Author: c.author, Text: cmd.Text, Nonce: cmd.Nonce})
+	case chat.Typing:
+		err = c.typing(ctx)
+	case chat.Edit:
+		err = c.amend(ctx, chat.KindEdit, cmd.ID, cmd.Text, "", false, cmd.Nonce)
+	case chat.Delete:
+		err = c.amend(ctx, chat.KindDelete, cmd.ID, "", "", false, cmd.Nonce)
+	case chat.React:
+		err = c.amend(ctx, chat.KindReact, cmd.ID, "", cmd.Emoji, cmd.On, cmd.Nonce)
+	case chat.Read:
+		err = c.markRead(ctx, cmd)
 	case chat.File:
 		err = c.announce(cmd)
 	case chat.History:

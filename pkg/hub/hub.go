@@ -42,6 +42,11 @@ type Store interface {
 	// Append stores e; a repeat of (room, sender, nonce) within the
 	// store's dedupe window stores nothing and returns the first ID.
 	Append(ctx context.Context, e chat.Event, sender string) (chat.Ack, error)
+	// Amend applies an edit, delete or reaction and appends its entry.
+	Amend(ctx context.Context, a chat.Amendment) (chat.Ack, error)
+	// States sets the current state of the changed messages among
+	// events, as the viewer (uid, else anonymous author hash) sees them.
+	States(ctx context.Context, room string, events []chat.Event, uid, author string) error
 	Join(ctx context.Context, room string, m chat.Member, ttl time.Duration) (chat.ID, []chat.Member, error)
 	Leave(ctx context.Context, room string, m chat.Member) (bool, error)
 	Refresh(ctx context.Context, room string, members []chat.Member, ttl time.Duration) (int, error)
@@ -199,7 +204,10 @@ type JoinRequest struct {
 	Room string
 	Name string
 	UID  string // the signed-in user, or empty
-	Conn string // unique connection id
+	// Author is an anonymous member's author hash (chat.AuthorOf): the
+	// replay tells it which reactions are its own.
+	Author string
+	Conn   string // unique connection id
 	// Since, when Resume is set, is the id of the last event the client saw.
 	Since  chat.ID
 	Resume bool
@@ -234,6 +242,9 @@ func (h *Hub) Join(ctx context.Context, req JoinRequest) (*Session, Greeting, er
 	if !g.Resumed {
 		events, boundary, err := h.store.Recent(ctx, req.Room, h.opts.History)
 		if err != nil {
+			return nil, g, fmt.Errorf("replay %s: %w: %w", req.Room, ErrUnavailable, err)
+		}
+		if err := h.store.States(ctx, req.Room, events, req.UID, req.Author); err != nil {
 			return nil, g, fmt.Errorf("replay %s: %w: %w", req.Room, ErrUnavailable, err)
 		}
 		g.Replay, g.Boundary, s.cursor = events, boundary, boundary
@@ -289,6 +300,30 @@ func (h *Hub) Post(ctx context.Context, e chat.Event, sender string) (chat.Ack, 
 	}
 	m.MessagesAppended.Inc()
 	m.AppendSeconds.Observe(metrics.Since(start))
+	return ack, nil
+}
+
+// Amend applies an edit, a delete or a reaction (the store's Amend) and
+// appends the entry that records it. A refusal is a *chat.Error and
+// changes nothing; a storage failure wraps ErrUnavailable.
+func (h *Hub) Amend(ctx context.Context, a chat.Amendment) (chat.Ack, error) {
+	if !chat.ValidRoom(a.Event.Room) {
+		return chat.Ack{}, chat.BadRoom()
+	}
+	start := time.Now()
+	ack, err := h.store.Amend(ctx, a)
+	m := h.opts.Metrics
+	var ce *chat.Error
+	switch {
+	case errors.As(err, &ce):
+		return chat.Ack{}, err
+	case err != nil:
+		m.RedisErrors.WithLabelValues("append").Inc()
+		return chat.Ack{}, fmt.Errorf("amend in %s: %w: %w", a.Event.Room, ErrUnavailable, err)
+	case !ack.Duplicate:
+		m.MessagesAppended.Inc()
+		m.AppendSeconds.Observe(metrics.Since(start))
+	}
 	return ack, nil
 }
 

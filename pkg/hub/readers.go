@@ -51,6 +51,7 @@ type group struct {
 	rooms   map[string]*room
 	rung    map[string]bool        // rooms to read on the next pass
 	carried map[string][]chat.Bell // bells with their entries, per room, in order
+	notices map[string][]chat.Bell // notices (typing) to hand out on the next pass
 	pending map[string]bool        // subscription changes to make: true subscribes
 	signal  chan struct{}          // cap 1: rung or pending changed
 	bells   Bells                  // the subscription, once open
@@ -65,7 +66,7 @@ func (h *Hub) addRoom(r *room, key string) {
 	if g == nil {
 		g = &group{
 			h: h, key: key, log: h.log.With(zap.String("group", key)),
-			rooms: map[string]*room{}, rung: map[string]bool{}, carried: map[string][]chat.Bell{}, pending: map[string]bool{},
+			rooms: map[string]*room{}, rung: map[string]bool{}, carried: map[string][]chat.Bell{}, notices: map[string][]chat.Bell{}, pending: map[string]bool{},
 			signal: make(chan struct{}, 1),
 		}
 		g.lastRead.Store(time.Now().UnixNano())
@@ -92,6 +93,7 @@ func (g *group) remove(r *room) {
 		delete(g.rooms, r.name)
 		delete(g.rung, r.name)
 		delete(g.carried, r.name)
+		delete(g.notices, r.name)
 		g.pending[r.name] = false
 	}
 	g.mu.Unlock()
@@ -136,6 +138,21 @@ func (g *group) carry(b chat.Bell) {
 			delete(g.carried, b.Room)
 			g.rung[b.Room] = true
 		}
+	}
+	g.mu.Unlock()
+	g.poke()
+}
+
+// maxNotices bounds the notices a room holds for the loop; past it they
+// are dropped: a notice is worth only what it says now.
+const maxNotices = 64
+
+// notice keeps a notice for the loop to hand out: the loop alone writes
+// to the followers.
+func (g *group) notice(b chat.Bell) {
+	g.mu.Lock()
+	if g.rooms[b.Room] != nil && len(g.notices[b.Room]) < maxNotices {
+		g.notices[b.Room] = append(g.notices[b.Room], b)
 	}
 	g.mu.Unlock()
 	g.poke()
@@ -186,6 +203,7 @@ func (g *group) run() {
 		names    []string
 		cursors  []chat.ID
 		direct   []carriedRoom
+		notices  []carriedRoom
 		started  time.Time // of the last read
 		received sync.WaitGroup
 	)
@@ -252,6 +270,13 @@ func (g *group) run() {
 				direct = append(direct, carriedRoom{r, bells})
 			}
 		}
+		notices = notices[:0]
+		for name, bells := range g.notices {
+			if r := g.rooms[name]; r != nil {
+				notices = append(notices, carriedRoom{r, bells})
+			}
+		}
+		clear(g.notices)
 		clear(g.carried)
 		clear(g.rung)
 		empty := len(g.rooms) == 0
@@ -259,6 +284,12 @@ func (g *group) run() {
 		if empty && all && g.retire() {
 			return
 		}
+		for _, c := range notices {
+			for _, b := range c.bells {
+				c.r.notify(b.Notice, b.Conn)
+			}
+		}
+		clear(notices)
 		for _, c := range direct {
 			if !c.take() {
 				rooms = append(rooms, c.r)
@@ -388,9 +419,12 @@ func (g *group) receive(b Bells) {
 			continue
 		}
 		backoff.reset()
-		if bell.Carried {
+		switch {
+		case bell.Notice != nil:
+			g.notice(bell)
+		case bell.Carried:
 			g.carry(bell)
-		} else {
+		default:
 			g.ring(bell.Room)
 		}
 	}

@@ -188,6 +188,44 @@ func (r *room) push(entries []Entry) {
 	}
 }
 
+// notify hands a frame that is not an entry (a typing notice) to every
+// follower but the connection conn, as far as each takes it without
+// waiting: a connection that is behind, or whose socket is full, misses
+// it, which is right for news that is stale in seconds. It moves no
+// cursor. One that took only part of it is woken to send the rest.
+func (r *room) notify(frame []byte, conn string) {
+	r.mu.Lock()
+	fs := append(r.offering[:0], r.followers...)
+	r.mu.Unlock()
+	one := [][]byte{frame}
+	var wake []*Session
+	for _, s := range fs {
+		if s.member.Conn == conn {
+			continue
+		}
+		if n, whole := s.f.TryWrite(one); n > 0 && !whole {
+			wake = append(wake, s)
+		}
+	}
+	clear(fs)
+	r.offering = fs[:0]
+	if len(wake) == 0 {
+		return
+	}
+	r.mu.Lock()
+	for i, s := range wake {
+		if !r.unfollow(s) {
+			wake[i] = nil
+		}
+	}
+	r.mu.Unlock()
+	for _, s := range wake {
+		if s != nil {
+			s.wake()
+		}
+	}
+}
+
 // offerChunk is how many followers one goroutine offers a batch to: a large
 // room's fan-out spreads over the cores, a small one costs no goroutine.
 const offerChunk = 256

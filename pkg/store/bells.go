@@ -184,6 +184,12 @@ func bellFields(values []any) string {
 // without an entry.
 func (s *Store) decodeBell(room, payload string) chat.Bell {
 	plain := chat.Bell{Room: room}
+	if rest, ok := strings.CutPrefix(payload, "T "); ok {
+		if conn, frame, ok := strings.Cut(rest, " "); ok && strings.HasPrefix(frame, "{") {
+			return chat.Bell{Room: room, Notice: []byte(frame), Conn: conn}
+		}
+		return chat.Bell{} // not an entry's bell: nothing to read
+	}
 	prevText, rest, ok1 := strings.Cut(payload, " ")
 	idText, fields, ok2 := strings.Cut(rest, " ")
 	if !ok1 || !ok2 {
@@ -279,4 +285,39 @@ func (s *Store) decodeAll(room string, msgs []redis.XMessage) []chat.Event {
 		events = append(events, s.decode(room, m))
 	}
 	return events
+}
+
+// A typing notice travels on the room's bell too, as "T CONN FRAME": every
+// replica that follows the room already listens there, on the room's node
+// (sharded in a cluster), so it costs no connection, no key per listener
+// and nothing in the stream. Pub/sub delivers it at most once and never
+// again, which is what a notice that is stale after seconds wants.
+
+// TypingKey marks that who has typed in the room within the last
+// interval: PREFIX:{ROOM}:typing:WHO.
+func (s *Store) TypingKey(room, who string) string {
+	return s.prefix + ":{" + room + "}:typing:" + who
+}
+
+// typingScript rings a typing notice unless the same user rang one within
+// the interval, from any replica. KEYS: the typing mark, the bell.
+// ARGV: interval in ms, publish command, payload.
+var typingScript = redis.NewScript(`
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
+  redis.call(ARGV[2], KEYS[2], ARGV[3])
+  return 1
+end
+return 0
+`)
+
+// Typing sends frame, the typing notice of who (a user id or sender), to
+// the room's members on every replica, except conn itself, unless who sent
+// one within chat.TypingInterval. It reports whether it was sent.
+func (s *Store) Typing(ctx context.Context, room, who, conn string, frame []byte) (bool, error) {
+	keys := []string{s.TypingKey(room, who), s.BellChannel(room)}
+	n, err := typingScript.Run(ctx, s.rdb, keys, chat.TypingInterval.Milliseconds(), s.publishCmd(), "T "+conn+" "+string(frame)).Int()
+	if err != nil {
+		return false, fmt.Errorf("typing in %s: %w", room, err)
+	}
+	return n == 1, nil
 }

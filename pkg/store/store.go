@@ -289,6 +289,9 @@ func (s *Store) fields(e chat.Event) []any {
 	if e.Bot {
 		values = append(values, fieldBot, "1")
 	}
+	if e.Author != "" {
+		values = append(values, fieldAuthor, e.Author)
+	}
 	if e.Attrs != "" {
 		values = append(values, fieldAttrs, string(e.Attrs))
 	}
@@ -492,6 +495,8 @@ const (
 	// fieldAttrs holds an event's attributes in their wire form, one
 	// field however many there are.
 	fieldAttrs = "attrs"
+	// fieldAuthor is an anonymous sender's author hash (chat.AuthorOf).
+	fieldAuthor = "ak"
 )
 
 func (s *Store) decode(room string, m redis.XMessage) chat.Event {
@@ -500,15 +505,16 @@ func (s *Store) decode(room string, m redis.XMessage) chat.Event {
 		return v
 	}
 	e := chat.Event{
-		ID:    chat.MustParseID(m.ID),
-		Room:  room,
-		Kind:  kindOf(str(fieldType)),
-		From:  str(fieldFrom),
-		Text:  str(fieldText),
-		Nonce: str(fieldNonce),
-		UID:   str(fieldUID),
-		Bot:   str(fieldBot) == "1",
-		Attrs: chat.Attrs(str(fieldAttrs)),
+		ID:     chat.MustParseID(m.ID),
+		Room:   room,
+		Kind:   kindOf(str(fieldType)),
+		From:   str(fieldFrom),
+		Text:   str(fieldText),
+		Nonce:  str(fieldNonce),
+		UID:    str(fieldUID),
+		Bot:    str(fieldBot) == "1",
+		Attrs:  chat.Attrs(str(fieldAttrs)),
+		Author: str(fieldAuthor),
 	}
 	return e
 }
@@ -523,6 +529,8 @@ func kindOf(s string) chat.Kind {
 		return chat.KindJoin
 	case chat.KindLeave:
 		return chat.KindLeave
+	case chat.KindReact:
+		return chat.KindReact
 	}
 	return chat.Kind(s)
 }
