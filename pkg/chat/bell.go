@@ -9,7 +9,8 @@ package chat
 //
 // A bell with a Notice is not about the stream at all: it carries a frame
 // for the room's members that is never stored (typing), to be sent to every
-// member except the connection Conn that caused it.
+// member except the connection Conn that caused it and the other
+// connections of its signed-in user UID.
 type Bell struct {
 	Room    string
 	Carried bool
@@ -17,4 +18,5 @@ type Bell struct {
 	Entry   Event
 	Notice  []byte
 	Conn    string
+	UID     string
 }

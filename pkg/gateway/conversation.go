@@ -31,7 +31,7 @@ func (c *conn) typing(ctx context.Context) error {
 	if c.who.UserID != "" {
 		who = "u:" + c.who.UserID
 	}
-	if _, err := c.s.store.Typing(tctx, c.room, who, c.id, chat.EncodeTyping(c.room, c.who.Name, c.who.UserID)); err != nil {
+	if _, err := c.s.store.Typing(tctx, c.room, who, c.id, c.who.UserID, chat.EncodeTyping(c.room, c.who.Name, c.who.UserID)); err != nil {
 		return fmt.Errorf("typing: %w: %w", hub.ErrUnavailable, err)
 	}
 	return nil

@@ -91,7 +91,7 @@ func (fakeStorage) Conversations(context.Context, string) ([]string, error) {
 	return nil, nil
 }
 func (fakeStorage) States(context.Context, string, []chat.Event, string, string) error { return nil }
-func (fakeStorage) Typing(context.Context, string, string, string, []byte) (bool, error) {
+func (fakeStorage) Typing(context.Context, string, string, string, string, []byte) (bool, error) {
 	return true, nil
 }
 func (fakeStorage) Joined(context.Context, string, string, chat.ID) (chat.ID, error) {

@@ -72,7 +72,7 @@ type Storage interface {
 	States(ctx context.Context, room string, events []chat.Event, uid, author string) error
 	// Typing sends a typing notice to the room's other members unless
 	// the same user sent one within chat.TypingInterval.
-	Typing(ctx context.Context, room, who, conn string, frame []byte) (bool, error)
+	Typing(ctx context.Context, room, who, conn, uid string, frame []byte) (bool, error)
 	// Joined records a signed-in user's join and returns their read
 	// marker; MarkRead moves it forward; Rooms lists their rooms with
 	// unread counts, resolve naming each listed room's stream.

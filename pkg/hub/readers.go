@@ -286,7 +286,7 @@ func (g *group) run() {
 		}
 		for _, c := range notices {
 			for _, b := range c.bells {
-				c.r.notify(b.Notice, b.Conn)
+				c.r.notify(b.Notice, b.Conn, b.UID)
 			}
 		}
 		clear(notices)

@@ -189,18 +189,19 @@ func (r *room) push(entries []Entry) {
 }
 
 // notify hands a frame that is not an entry (a typing notice) to every
-// follower but the connection conn, as far as each takes it without
+// follower but the connection conn and the other connections of its user
+// uid (when signed in), as far as each takes it without
 // waiting: a connection that is behind, or whose socket is full, misses
 // it, which is right for news that is stale in seconds. It moves no
 // cursor. One that took only part of it is woken to send the rest.
-func (r *room) notify(frame []byte, conn string) {
+func (r *room) notify(frame []byte, conn, uid string) {
 	r.mu.Lock()
 	fs := append(r.offering[:0], r.followers...)
 	r.mu.Unlock()
 	one := [][]byte{frame}
 	var wake []*Session
 	for _, s := range fs {
-		if s.member.Conn == conn {
+		if s.member.Conn == conn || (uid != "" && s.member.UID == uid) {
 			continue
 		}
 		if n, whole := s.f.TryWrite(one); n > 0 && !whole {

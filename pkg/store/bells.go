@@ -185,8 +185,10 @@ func bellFields(values []any) string {
 func (s *Store) decodeBell(room, payload string) chat.Bell {
 	plain := chat.Bell{Room: room}
 	if rest, ok := strings.CutPrefix(payload, "T "); ok {
-		if conn, frame, ok := strings.Cut(rest, " "); ok && strings.HasPrefix(frame, "{") {
-			return chat.Bell{Room: room, Notice: []byte(frame), Conn: conn}
+		conn, rest, ok1 := strings.Cut(rest, " ")
+		uid, frame, ok2 := strings.Cut(rest, " ")
+		if ok1 && ok2 && strings.HasPrefix(frame, "{") {
+			return chat.Bell{Room: room, Notice: []byte(frame), Conn: conn, UID: uid}
 		}
 		return chat.Bell{} // not an entry's bell: nothing to read
 	}
@@ -287,7 +289,8 @@ func (s *Store) decodeAll(room string, msgs []redis.XMessage) []chat.Event {
 	return events
 }
 
-// A typing notice travels on the room's bell too, as "T CONN FRAME": every
+// A typing notice travels on the room's bell too, as "T CONN UID FRAME"
+// (UID empty when anonymous): every
 // replica that follows the room already listens there, on the room's node
 // (sharded in a cluster), so it costs no connection, no key per listener
 // and nothing in the stream. Pub/sub delivers it at most once and never
@@ -311,11 +314,12 @@ return 0
 `)
 
 // Typing sends frame, the typing notice of who (a user id or sender), to
-// the room's members on every replica, except conn itself, unless who sent
-// one within chat.TypingInterval. It reports whether it was sent.
-func (s *Store) Typing(ctx context.Context, room, who, conn string, frame []byte) (bool, error) {
+// the room's members on every replica, except conn itself and the other
+// connections of uid, unless who sent one within chat.TypingInterval. It
+// reports whether it was sent.
+func (s *Store) Typing(ctx context.Context, room, who, conn, uid string, frame []byte) (bool, error) {
 	keys := []string{s.TypingKey(room, who), s.BellChannel(room)}
-	n, err := typingScript.Run(ctx, s.rdb, keys, chat.TypingInterval.Milliseconds(), s.publishCmd(), "T "+conn+" "+string(frame)).Int()
+	n, err := typingScript.Run(ctx, s.rdb, keys, chat.TypingInterval.Milliseconds(), s.publishCmd(), "T "+conn+" "+uid+" "+string(frame)).Int()
 	if err != nil {
 		return false, fmt.Errorf("typing in %s: %w", room, err)
 	}
