@@ -367,10 +367,18 @@ func (c *conn) readLoop(ctx context.Context) error {
 			c.ws.Close(websocket.StatusMessageTooBig, "frame too large")
 			return fmt.Errorf("text frame of %d bytes: %w", len(data), websocket.ErrMessageTooBig)
 		}
-		if !limiter.allow(ctx) {
+		var cmd chat.Command
+		var derr *chat.Error
+		if typ == websocket.MessageText && c.upload == nil {
+			cmd, derr = chat.DecodeCommand(data, o.MaxText)
+		}
+		// Typing notices do not spend the budget of messages: the read
+		// loop drops all but one per chat.TypingInterval itself, before
+		// any Redis call, so a flood of them costs their decoding only.
+		if _, typing := cmd.(chat.Typing); !typing && !limiter.allow(ctx) {
 			m.RateLimited.Inc()
 			var nonce string
-			if cmd, _ := chat.DecodeCommand(data, o.MaxText); cmd != nil {
+			if cmd != nil {
 				nonce = cmd.CommandNonce()
 			}
 			c.sendError(&chat.Error{Code: chat.CodeRateLimited, Message: "too many messages; slow down"}, nonce)
@@ -395,7 +403,6 @@ func (c *conn) readLoop(ctx context.Context) error {
 			c.sendError(&chat.Error{Code: chat.CodeBadRequest, Message: "a file's bytes must come next, as one binary frame; the upload is cancelled"}, up.Nonce)
 			continue
 		}
-		cmd, derr := chat.DecodeCommand(data, o.MaxText)
 		if derr != nil {
 			m.Rejected.WithLabelValues(string(derr.Code)).Inc()
 			c.sendError(derr, derr.Nonce)

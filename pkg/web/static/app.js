@@ -14,7 +14,17 @@ const ui = {
   status: $("status"), text: $("text"), send: $("send-button"), counter: $("counter"),
   jump: $("jump"), name: $("name"), room: $("room"), recent: $("recent"), roomTitle: $("room-title"),
   dms: $("dms"), dmList: $("dm-list"), nameField: $("name-field"),
+  typing: $("typing"), rooms: $("rooms"), roomList: $("room-list"), notify: $("notify"),
 };
+// Typing notices: sent at most every 3 s while typing (the server drops
+// the rest too); a notice shows for 5 s unless its author's message comes.
+const TYPING_EVERY_MS = 3000;
+const TYPING_SHOWN_MS = 5000;
+// The emoji offered by a message's reaction button; any other can come
+// from another client.
+const QUICK_EMOJI = ["👍", "❤️", "😂", "🎉", "😮", "🙏"];
+// The room list is polled while the tab is visible, and less often when not.
+const ROOMS_EVERY_MS = 5000;
 
 // Signed in: a token from the page's ?token= (kept for this tab), or the
 // chat_token cookie that the embedding site sets (sent by the browser
@@ -32,6 +42,14 @@ const shown = new Set(); // stream ids already on the page
 let unseen = 0;
 let historyMore = true; // older messages may exist before the first shown
 let historyLoading = false;
+const typers = new Map(); // personKey -> { name, until }
+let typingSentAt = 0;
+const myNonces = new Set(); // nonces of this page's reactions, edits and deletes
+let hiddenUnread = 0; // messages of others that came while the tab was hidden
+let otherUnread = 0; // unread in the user's other rooms (room list)
+let marked = ""; // the read marker as last sent
+let markTimer = 0;
+let markedAt = 0; // when the marker was last sent
 
 // ---------- rendering ----------
 
@@ -67,12 +85,41 @@ function notice(text) {
   append(li);
 }
 
+// mentionRe matches a mention of this user: @name or @uid, not inside a
+// longer word.
+function mentionRe() {
+  const alts = [me, myUid].filter(Boolean).map((x) => x.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+  return alts.length ? new RegExp(`@(?:${alts.join("|")})(?![\\p{L}\\p{N}_])`, "giu") : null;
+}
+
+function mentionsMe(text) {
+  const re = mentionRe();
+  return Boolean(re && text && re.test(text));
+}
+
+// appendText appends text to parent, with mentions of this user marked.
+function appendText(parent, text) {
+  const re = mentionRe();
+  let last = 0;
+  if (re) {
+    for (const m of text.matchAll(re)) {
+      parent.append(document.createTextNode(text.slice(last, m.index)));
+      const mark = document.createElement("mark");
+      mark.className = "mention";
+      mark.textContent = m[0];
+      parent.append(mark);
+      last = m.index + m[0].length;
+    }
+  }
+  parent.append(document.createTextNode(text.slice(last)));
+}
+
 // linkify appends text to parent, turning http(s) URLs into safe links.
 function linkify(parent, text) {
   const re = /\bhttps?:\/\/[^\s<>"']+/gi;
   let last = 0;
   for (const m of text.matchAll(re)) {
-    parent.append(document.createTextNode(text.slice(last, m.index)));
+    appendText(parent, text.slice(last, m.index));
     let href = m[0].replace(/[.,;:!?)\]]+$/, "");
     let url = null;
     try { url = new URL(href); } catch { url = null; }
@@ -88,7 +135,7 @@ function linkify(parent, text) {
       last = m.index;
     }
   }
-  parent.append(document.createTextNode(text.slice(last)));
+  appendText(parent, text.slice(last));
 }
 
 function timeOf(ts) {
@@ -131,6 +178,7 @@ function messageItem(from, uid, text, ts, replay, fill) {
   const body = document.createElement("div");
   body.className = "body";
   if (fill) fill(body); else linkify(body, text);
+  if (!mine && !fill && mentionsMe(text)) li.classList.add("mentioned");
   li.append(meta, body);
   return li;
 }
@@ -305,7 +353,9 @@ function onEvent(ev) {
         me = ev.you;
         myUid = ev.uid;
         ui.roomTitle.textContent = ev.with ? `@${ev.with}` : `#${ev.room}`;
+        updateTitle();
         loadConversations();
+        loadRooms();
       }
       presenceLive = false;
       if (!ev.resumed) {
@@ -323,8 +373,11 @@ function onEvent(ev) {
       }
       renderOnline();
       if (replaying && ui.messages.querySelector(".msg.replay")) divider("now");
+      if (replaying && ev.read) newMessagesLine(ev.read);
       replaying = false;
+      if (ev.read) marked = ev.read;
       resendUnacknowledged();
+      markRead();
       break;
     }
     case "message":
@@ -340,12 +393,40 @@ function onEvent(ev) {
           body.replaceChildren();
           fileBody(ev)(body);
         }
+        decorate(p.li, ev);
+        markRead();
         return;
       }
+      stopTyping(personKey(ev.from, ev.uid));
+      if (!ev.replay) arrived(ev);
       if (replaying && !ui.messages.querySelector(".msg.replay")) divider("earlier messages");
       const li = entryItem(ev);
       append(li);
       redrawDays();
+      markRead();
+      break;
+    }
+    case "typing":
+      if (ev.uid ? ev.uid !== myUid : ev.from !== me) startTyping(ev);
+      break;
+    case "edit": {
+      const li = msgById(ev.ref);
+      if (li) setText(li, ev.text, ev.ts);
+      break;
+    }
+    case "delete": {
+      const li = msgById(ev.ref);
+      if (li) tombstone(li);
+      break;
+    }
+    case "react": {
+      const li = msgById(ev.ref);
+      if (!li || !li.reactions) break;
+      const r = li.reactions.get(ev.emoji) || { count: 0, me: false };
+      r.count = Number(ev.count) || 0;
+      if (ev.uid ? ev.uid === myUid : myNonces.has(ev.nonce)) r.me = ev.on === "true";
+      if (r.count > 0) li.reactions.set(ev.emoji, r); else li.reactions.delete(ev.emoji);
+      renderReactions(li);
       break;
     }
     case "history": {
@@ -386,6 +467,10 @@ function onEvent(ev) {
       break;
     }
     case "error": {
+      if (ev.nonce && myNonces.has(ev.nonce)) {
+        notice(`⚠ ${ev.message}`);
+        break;
+      }
       const p = ev.nonce ? pending.get(ev.nonce) : null;
       if (p && ev.code === "unavailable" && p.retries < UNAVAILABLE_RETRIES) {
         const nonce = ev.nonce;
@@ -402,8 +487,9 @@ function onEvent(ev) {
 function entryItem(ev) {
   const li = ev.type === "file"
     ? messageItem(ev.from, ev.uid, "", ev.ts, ev.replay, fileBody(ev))
-    : messageItem(ev.from, ev.uid, ev.text, ev.ts, ev.replay);
+    : messageItem(ev.from, ev.uid, ev.text || "", ev.ts, ev.replay);
   li.dataset.id = ev.id;
+  decorate(li, ev);
   return li;
 }
 
@@ -458,6 +544,294 @@ function resendUnacknowledged() {
     p.sentOn = conn.ws;
     if (!queued) resend(p, nonce);
   }
+}
+
+// ---------- typing, edits, deletes, reactions ----------
+
+function msgById(id) {
+  return typeof id === "string" ? ui.messages.querySelector(`.msg[data-id="${CSS.escape(id)}"]`) : null;
+}
+
+function isMine(li) { return li.classList.contains("mine"); }
+
+// decorate gives a stored message its state (edited, deleted, reactions,
+// as a replay or history page says) and its actions.
+function decorate(li, ev) {
+  if (li.reactions) return;
+  li.reactions = new Map();
+  for (const r of Array.isArray(ev.reactions) ? ev.reactions : []) {
+    if (typeof r.emoji === "string" && r.count > 0) li.reactions.set(r.emoji, { count: Number(r.count), me: Boolean(r.me) });
+  }
+  const bar = document.createElement("div");
+  bar.className = "reactions";
+  li.append(bar);
+  const actions = document.createElement("div");
+  actions.className = "actions";
+  const react = button("☺+", "react", "Add a reaction");
+  react.addEventListener("click", () => togglePicker(li));
+  actions.append(react);
+  if (isMine(li)) {
+    if (ev.type === "message") {
+      const edit = button("Edit", "edit", "Edit this message");
+      edit.addEventListener("click", () => startEdit(li));
+      actions.append(edit);
+    }
+    const del = button("Delete", "delete", "Delete this message");
+    del.addEventListener("click", () => {
+      // The first click asks; a second within 4 s deletes.
+      if (!del.classList.contains("confirm")) {
+        del.classList.add("confirm");
+        del.textContent = "Delete?";
+        setTimeout(() => { del.classList.remove("confirm"); del.textContent = "Delete"; }, 4000);
+        return;
+      }
+      command({ type: "delete", id: li.dataset.id });
+    });
+    actions.append(del);
+  }
+  li.append(actions);
+  if (ev.deleted) tombstone(li);
+  else if (ev.edited_at) markEdited(li, ev.edited_at);
+  renderReactions(li);
+}
+
+function button(text, cls, label) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = cls;
+  b.textContent = text;
+  b.setAttribute("aria-label", label);
+  b.title = label;
+  return b;
+}
+
+// command sends an edit, delete or reaction; its nonce marks the entry
+// that comes back as this page's own.
+function command(frame) {
+  const nonce = randomId();
+  myNonces.add(nonce);
+  conn?.command({ ...frame, nonce });
+}
+
+function setText(li, text, ts) {
+  if (li.classList.contains("deleted")) return;
+  const body = li.querySelector(".body");
+  body.replaceChildren();
+  linkify(body, text);
+  li.classList.toggle("mentioned", !isMine(li) && mentionsMe(text));
+  markEdited(li, ts);
+}
+
+function markEdited(li, ts) {
+  li.querySelector(".edited")?.remove();
+  const e = document.createElement("span");
+  e.className = "edited";
+  e.textContent = " (edited)";
+  if (ts) e.title = `edited ${new Date(ts).toLocaleString()}`;
+  li.querySelector(".body").append(e);
+}
+
+// tombstone leaves where a deleted message was, and nothing of it.
+function tombstone(li) {
+  li.classList.add("deleted");
+  li.classList.remove("mentioned");
+  const body = li.querySelector(".body");
+  body.replaceChildren();
+  body.textContent = "message deleted";
+  li.reactions?.clear();
+  li.querySelector(".reactions")?.replaceChildren();
+  li.querySelector(".actions")?.remove();
+  li.querySelector(".edit-form")?.remove();
+}
+
+function startEdit(li) {
+  if (li.querySelector(".edit-form")) return;
+  const body = li.querySelector(".body");
+  const old = [...body.childNodes].filter((n) => !(n.classList && n.classList.contains("edited"))).map((n) => n.textContent).join("");
+  const form = document.createElement("form");
+  form.className = "edit-form";
+  const area = document.createElement("textarea");
+  area.value = old;
+  area.rows = 2;
+  area.setAttribute("aria-label", "Edit the message");
+  const save = button("Save", "save", "Save the edit");
+  save.type = "submit";
+  const cancel = button("Cancel", "cancel", "Cancel the edit");
+  form.append(area, save, cancel);
+  body.hidden = true;
+  body.after(form);
+  area.focus();
+  const close = () => { form.remove(); body.hidden = false; };
+  cancel.addEventListener("click", close);
+  area.addEventListener("keydown", (e) => {
+    if (e.key === "Escape") close();
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); form.requestSubmit(); }
+  });
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const text = area.value.trim();
+    close();
+    if (text && text !== old && [...text].length <= maxText) command({ type: "edit", id: li.dataset.id, text });
+  });
+}
+
+function renderReactions(li) {
+  const bar = li.querySelector(".reactions");
+  if (!bar) return;
+  bar.replaceChildren();
+  for (const [emoji, r] of li.reactions) {
+    const b = button(`${emoji} ${r.count}`, "reaction", `${emoji}: ${r.count}${r.me ? ", including you" : ""}`);
+    b.dataset.emoji = emoji;
+    b.setAttribute("aria-pressed", String(r.me));
+    b.addEventListener("click", () => command({ type: "react", id: li.dataset.id, emoji, on: !r.me }));
+    bar.append(b);
+  }
+}
+
+function togglePicker(li) {
+  const open = li.querySelector(".picker");
+  if (open) { open.remove(); return; }
+  const picker = document.createElement("div");
+  picker.className = "picker";
+  for (const emoji of QUICK_EMOJI) {
+    const b = button(emoji, "pick", `React with ${emoji}`);
+    b.dataset.emoji = emoji;
+    b.addEventListener("click", () => {
+      picker.remove();
+      command({ type: "react", id: li.dataset.id, emoji, on: !li.reactions.get(emoji)?.me });
+    });
+    picker.append(b);
+  }
+  li.querySelector(".actions").after(picker);
+}
+
+function startTyping(ev) {
+  const key = personKey(ev.from, ev.uid);
+  typers.set(key, { name: ev.from, until: Date.now() + TYPING_SHOWN_MS });
+  renderTyping();
+  setTimeout(renderTyping, TYPING_SHOWN_MS + 50);
+}
+
+function stopTyping(key) {
+  if (typers.delete(key)) renderTyping();
+}
+
+function renderTyping() {
+  const now = Date.now();
+  for (const [k, t] of typers) if (t.until <= now) typers.delete(k);
+  const names = [...typers.values()].map((t) => t.name);
+  ui.typing.textContent = names.length === 0 ? ""
+    : names.length === 1 ? `${names[0]} is typing…`
+    : names.length === 2 ? `${names[0]} and ${names[1]} are typing…`
+    : `${names[0]} and ${names.length - 1} others are typing…`;
+}
+
+// ---------- read markers, unread counts, notifications ----------
+
+function idLess(a, b) {
+  const [am, as] = a.split("-").map(Number), [bm, bs] = b.split("-").map(Number);
+  return am < bm || (am === bm && as < bs);
+}
+
+// newMessagesLine marks where the user stopped reading: before the first
+// replayed message of someone else after the marker.
+function newMessagesLine(read) {
+  for (const li of ui.messages.querySelectorAll(".msg.replay[data-id]")) {
+    if (idLess(read, li.dataset.id) && !isMine(li)) {
+      const div = document.createElement("li");
+      div.className = "divider new";
+      div.setAttribute("role", "separator");
+      div.textContent = "new messages";
+      li.before(div);
+      return;
+    }
+  }
+}
+
+// markRead moves the read marker to the newest entry shown, when the user
+// can see it: signed in, the tab visible, the conversation at its bottom.
+// At most one a second: the first at once (a reader who opens a room and
+// leaves has read it), later ones at the end of the second.
+function markRead() {
+  if (!myUid || !conn?.live || document.hidden || !atBottom()) return;
+  const wait = 1000 - (Date.now() - markedAt);
+  if (wait <= 0) {
+    sendMark();
+  } else if (!markTimer) {
+    const c = conn;
+    markTimer = setTimeout(() => { markTimer = 0; if (conn === c) markRead(); }, wait);
+  }
+}
+
+function sendMark() {
+  const last = conn.lastId;
+  if (!last || (marked && !idLess(marked, last))) return;
+  marked = last;
+  markedAt = Date.now();
+  conn.command({ type: "read", id: last });
+  setTimeout(loadRooms, 300);
+}
+
+// arrived counts, notifies and marks a live message of someone else.
+function arrived(ev) {
+  if (ev.uid ? ev.uid === myUid : ev.from === me) return;
+  if (document.hidden) {
+    hiddenUnread++;
+    updateTitle();
+    const text = ev.type === "file" ? `sent ${ev.name || "a file"}` : ev.text || "";
+    const direct = conn?.room.startsWith("@");
+    if ((direct || mentionsMe(ev.text)) && "Notification" in window && Notification.permission === "granted") {
+      const where = direct ? "" : ` in #${conn.room}`;
+      const n = new Notification(`${ev.from}${where}`, { body: text.slice(0, 140), tag: ev.id });
+      n.onclick = () => { window.focus(); n.close(); };
+    }
+  }
+}
+
+function updateTitle() {
+  const n = hiddenUnread + otherUnread;
+  const room = ui.roomTitle.textContent;
+  document.title = `${n ? `(${n > 99 ? "99+" : n}) ` : ""}${room ? `${room} · ` : ""}streamchat`;
+}
+
+// renderRooms lists the signed-in user's rooms with their unread badges.
+function renderRooms(list) {
+  ui.rooms.hidden = !myUid || list.length === 0;
+  ui.roomList.replaceChildren();
+  otherUnread = 0;
+  for (const r of list) {
+    const li = document.createElement("li");
+    const a = document.createElement("a");
+    a.href = roomHash(r.room);
+    a.textContent = r.room.startsWith("@") ? r.room : `#${r.room}`;
+    a.dataset.room = r.room;
+    const current = conn && conn.room === r.room;
+    if (current) a.setAttribute("aria-current", "page");
+    li.append(a);
+    if (r.unread > 0 && !(current && !document.hidden)) {
+      const badge = document.createElement("span");
+      badge.className = "badge";
+      badge.textContent = r.unread_label;
+      badge.setAttribute("aria-label", `${r.unread_label} unread`);
+      li.append(" ", badge);
+      if (!current) otherUnread += r.unread;
+    }
+    ui.roomList.append(li);
+  }
+  updateTitle();
+}
+
+async function loadRooms() {
+  if (!myUid) return;
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  try {
+    const r = await fetch("/api/me/rooms", { headers, credentials: "same-origin" });
+    if (r.ok) renderRooms((await r.json()).rooms || []);
+  } catch { /* offline: the next poll tries again */ }
+}
+
+function pollRooms() {
+  setTimeout(() => { loadRooms().finally(pollRooms); }, document.hidden ? 6 * ROOMS_EVERY_MS : ROOMS_EVERY_MS);
 }
 
 // ---------- actions ----------
@@ -538,12 +912,19 @@ function join(room) {
   online.clear();
   historyMore = true;
   historyLoading = false;
+  typers.clear();
+  renderTyping();
+  hiddenUnread = 0;
+  marked = "";
+  clearTimeout(markTimer);
+  markTimer = 0;
+  markedAt = 0;
   document.body.classList.add("joined");
   renderOnline();
   unseen = 0;
   ui.jump.hidden = true;
   ui.roomTitle.textContent = room.startsWith("@") ? room : `#${room}`;
-  document.title = `${ui.roomTitle.textContent} · streamchat`;
+  updateTitle();
   if (!room.startsWith("@")) rememberRoom(room);
   conn = new RoomConnection({ room, name: me, token, clientKey: clientKey(), onEvent, onStatus: setStatus, refreshToken: tokenRefresher() });
   conn.start();
@@ -635,6 +1016,7 @@ $("send").addEventListener("submit", (e) => {
   ui.text.value = "";
   autosize();
   updateCounter();
+  typingSentAt = 0; // the next message's typing is news again
   sendText(text);
 });
 
@@ -649,10 +1031,18 @@ function autosize() {
   ui.text.style.height = "auto";
   ui.text.style.height = `${Math.min(ui.text.scrollHeight, 160)}px`;
 }
-ui.text.addEventListener("input", () => { autosize(); updateCounter(); });
+ui.text.addEventListener("input", () => {
+  autosize();
+  updateCounter();
+  const now = Date.now();
+  if (ui.text.value.trim() && conn?.live && now - typingSentAt >= TYPING_EVERY_MS) {
+    typingSentAt = now;
+    conn.command({ type: "typing" });
+  }
+});
 
 ui.messages.addEventListener("scroll", () => {
-  if (atBottom()) { unseen = 0; ui.jump.hidden = true; }
+  if (atBottom()) { unseen = 0; ui.jump.hidden = true; markRead(); }
   if (ui.messages.scrollTop < 40) loadOlder();
 });
 
@@ -700,7 +1090,23 @@ if (signedIn()) {
   ui.nameField.hidden = true;
   ui.name.required = false;
   setInterval(loadConversations, 10000);
+  pollRooms();
 }
+if ("Notification" in window && Notification.permission === "default") {
+  // Asking needs a click: the browser refuses a request made on load.
+  ui.notify.hidden = false;
+  ui.notify.addEventListener("click", () => {
+    Notification.requestPermission().finally(() => { ui.notify.hidden = Notification.permission === "default"; });
+  });
+}
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) {
+    hiddenUnread = 0;
+    updateTitle();
+    markRead();
+    loadRooms();
+  }
+});
 const initial = roomFromHash();
 if (initial && !initial.startsWith("@")) ui.room.value = initial;
 renderRecent(initial);
