@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/streamchat/streamchat/pkg/chat"
 	"github.com/streamchat/streamchat/pkg/hub"
+	"github.com/streamchat/streamchat/pkg/store"
 )
 
 // BenchmarkFanOut measures one room's fan-out to 1,000 local sessions in
@@ -23,7 +25,7 @@ func BenchmarkFanOut(b *testing.B) {
 	text := "0123456789012345678901234567890123456789012345678901234567890123"
 	for _, mode := range []string{"follow", "next"} {
 		b.Run(mode, func(b *testing.B) {
-			benchFanOut(b, mode == "follow", chat.Event{Room: "bench", Kind: chat.KindMessage, From: "w", Text: text})
+			benchFanOut(b, mode == "follow", 0, appendEach(chat.Event{Room: "bench", Kind: chat.KindMessage, From: "w", Text: text}))
 		})
 	}
 }
@@ -41,8 +43,57 @@ func BenchmarkFanOutFile(b *testing.B) {
 	}
 	file := chat.Event{Room: "bench", Kind: chat.KindFile, From: "w", Attrs: attrs}
 	msg := chat.Event{Room: "bench", Kind: chat.KindMessage, From: "w", Text: strings.Repeat("x", len(attrs))}
-	b.Run("message", func(b *testing.B) { benchFanOut(b, true, msg) })
-	b.Run("file", func(b *testing.B) { benchFanOut(b, true, file) })
+	b.Run("message", func(b *testing.B) { benchFanOut(b, true, 0, appendEach(msg)) })
+	b.Run("file", func(b *testing.B) { benchFanOut(b, true, 0, appendEach(file)) })
+}
+
+// BenchmarkFanOutConversation compares what a room's members are sent
+// besides messages with a short message: a typing notice (pub/sub, never
+// stored) and a reaction (a stream entry carrying its count). Each op is
+// another user's, as the typing throttle and the one-reaction-per-user
+// rule would otherwise drop it. All three go at one pace, an op every
+// 500 µs, longer than any of them takes: on this machine a process's CPU
+// grows with the time it waits (timers, the scheduler, the runtime's
+// monitor), and an op that waits longer on Redis (a reaction's script)
+// would otherwise be charged for the wait; unpaced, a message followed by
+// a 180 µs sleep costs 2.4× the CPU per delivery of one without.
+func BenchmarkFanOutConversation(b *testing.B) {
+	const pace = 500 * time.Microsecond
+	short := chat.Event{Room: "bench", Kind: chat.KindMessage, From: "Ada", UID: "ada", Text: "on my way"}
+	b.Run("message", func(b *testing.B) { benchFanOut(b, true, pace, appendEach(short)) })
+	b.Run("typing", func(b *testing.B) {
+		frame := chat.EncodeTyping("bench", "Ada", "ada")
+		benchFanOut(b, true, pace, func(ctx context.Context, st *store.Store, i int) error {
+			_, err := st.Typing(ctx, "bench", fmt.Sprint("u:", i), "typist", fmt.Sprint(i), frame)
+			return err
+		})
+	})
+	b.Run("react", func(b *testing.B) {
+		var target chat.ID
+		benchFanOut(b, true, pace, func(ctx context.Context, st *store.Store, i int) error {
+			if i < 0 { // before the sessions join: the message reacted to
+				ack, err := st.Append(ctx, short, "")
+				target = ack.ID
+				return err
+			}
+			_, err := st.Amend(ctx, chat.Amendment{
+				Event: chat.Event{Room: "bench", Kind: chat.KindReact, From: "Ada", UID: fmt.Sprint("u", i)},
+				Ref:   target, Emoji: "👍", On: true,
+			})
+			return err
+		})
+	})
+}
+
+// appendEach sends e once per op.
+func appendEach(e chat.Event) func(ctx context.Context, st *store.Store, i int) error {
+	return func(ctx context.Context, st *store.Store, i int) error {
+		if i < 0 {
+			return nil
+		}
+		_, err := st.Append(ctx, e, "")
+		return err
+	}
 }
 
 // counter is a follower that counts the messages it is sent; in "next"
@@ -89,11 +140,20 @@ func (c *counter) read(ctx context.Context) {
 	}
 }
 
-func benchFanOut(b *testing.B, follow bool, e chat.Event) {
+// benchFanOut runs send(i) for each op i, after send(-1) before the
+// sessions join; with a pace, op i starts no sooner than i paces after the
+// first.
+func benchFanOut(b *testing.B, follow bool, pace time.Duration, send func(ctx context.Context, st *store.Store, i int) error) {
 	const sessions = 1000
-	h, st, _ := setup(b, 1_000_000, hub.Options{})
+	// No presence refresh and no sweep during the run: they cost CPU by
+	// the second, not by the op, and would charge an op that waits longer
+	// on Redis for the wait.
+	h, st, _ := setup(b, 1_000_000, hub.Options{Block: time.Minute, PresenceTTL: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	if err := send(ctx, st, -1); err != nil {
+		b.Fatal(err)
+	}
 	var pending atomic.Int64
 	done := make(chan struct{}, 1)
 	for i := range sessions {
@@ -111,10 +171,13 @@ func benchFanOut(b *testing.B, follow bool, e chat.Event) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu := time.Now(), cpuTime(b)
 	pending.Store(int64(b.N) * sessions)
-	for range b.N {
-		if _, err := st.Append(ctx, e, ""); err != nil {
+	for i := range b.N {
+		if wait := time.Until(start.Add(time.Duration(i) * pace)); wait > 0 {
+			time.Sleep(wait)
+		}
+		if err := send(ctx, st, i); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -125,5 +188,18 @@ func benchFanOut(b *testing.B, follow bool, e chat.Event) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(b.N*sessions), "ns/delivery")
+	// This process's CPU (the hub and the Redis client, not Redis): what
+	// the fan-out costs a replica, whatever the Redis round trips add to
+	// the wall time.
+	b.ReportMetric(float64(cpuTime(b)-cpu)/float64(b.N*sessions), "cpu-ns/delivery")
 	cancel()
+}
+
+// cpuTime is the CPU time this process has used, user and system.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -145,7 +145,7 @@ func (g *group) carry(b chat.Bell) {
 
 // maxNotices bounds the notices a room holds for the loop; past it they
 // are dropped: a notice is worth only what it says now.
-const maxNotices = 64
+const maxNotices = 256
 
 // notice keeps a notice for the loop to hand out: the loop alone writes
 // to the followers.
