@@ -89,7 +89,9 @@ bench-conns: build
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 
-# docs/screenshot.png comes from the browser test's own screenshot code: a
-# conversation with an image, several senders and a day divider.
+# docs/screenshot.png and docs/features.png come from the browser tests'
+# own screenshot code: a conversation with an image, several senders and a
+# day divider; and one with typing, an edit, a tombstone, reactions, a
+# mention and an unread badge.
 screenshot:
-	@dir=$$(mktemp -d) && CHAT_TEST_ARTIFACTS=$$dir $(GO) test -count=1 -run '^TestBrowserFilesAndHistory$$' ./cmd/gateway && cp $$dir/conversation.png docs/screenshot.png && rm -rf $$dir
+	@dir=$$(mktemp -d) && CHAT_TEST_ARTIFACTS=$$dir $(GO) test -count=1 -run '^(TestBrowserFilesAndHistory|TestBrowserConversationFeatures)$$' ./cmd/gateway && cp $$dir/conversation.png docs/screenshot.png && cp $$dir/features.png docs/features.png && rm -rf $$dir
