@@ -22,6 +22,26 @@ func (tb *tab) click(what, selector string) {
 	tb.do(chromedp.Evaluate[chromedp.Void](`document.querySelector(` + jsString(selector) + `).click()`))
 }
 
+// typeUntil types text a key at a time, as a person does, until expr
+// holds on the watcher's page: the page sends a typing notice at most
+// every 3.5 s, and the server passes at most one per 3 s per user, so
+// whether the first keys' notice goes out depends on when the last did.
+func (tb *tab) typeUntil(watcher *tab, text, expr string) {
+	tb.t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for i := 0; ; i++ {
+		tb.do(chromedp.SendKeys("#text", string([]rune(text)[i%len([]rune(text))])))
+		ok, err := chromedp.Run(watcher.ctx, chromedp.Evaluate[bool](expr))
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.t.Fatalf("tab %s typed for %s and %s never saw %s (%v)", tb.name, waitFor, watcher.name, expr, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // msgOf is a selector for the message whose text (so far) is text: the
 // id of its element, looked up on the page.
 func (tb *tab) idOf(text string) string {
@@ -175,8 +195,7 @@ func TestBrowserConversationFeatures(t *testing.T) {
 		b.waitJS("badge 3", badge+` === '3'`)
 		b.waitJS("tab title (3)", `document.title.startsWith('(3) ')`)
 		a.waitJS("alice's badge too", `document.querySelector('#room-list a[data-room="`+other+`"]')?.parentElement.querySelector('.badge')?.textContent === '3'`)
-		b.do(chromedp.SendKeys("#text", "on my way"))
-		a.waitJS("bob is typing", `document.querySelector('#typing').textContent === 'Bob is typing…'`)
+		b.typeUntil(a, "on my way, see you there", `document.querySelector('#typing').textContent === 'Bob is typing…'`)
 		a.screenshot(filepath.Join(artifacts, "features.png"))
 		b.click("open the other room", `#room-list a[data-room="`+other+`"]`)
 		b.waitJS("in the other room with a new-messages line", hasMessage("three")+` && document.querySelector('#messages .divider.new') !== null`)

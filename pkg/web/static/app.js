@@ -16,9 +16,11 @@ const ui = {
   dms: $("dms"), dmList: $("dm-list"), nameField: $("name-field"),
   typing: $("typing"), rooms: $("rooms"), roomList: $("room-list"), notify: $("notify"),
 };
-// Typing notices: sent at most every 3 s while typing (the server drops
-// the rest too); a notice shows for 5 s unless its author's message comes.
-const TYPING_EVERY_MS = 3000;
+// Typing notices: the server passes at most one per 3 s per user, so the
+// page sends one every 3.5 s while typing (a notice that reached the server
+// a little early would be dropped); a notice shows for 5 s unless its
+// author's message comes, which covers the gap between two.
+const TYPING_EVERY_MS = 3500;
 const TYPING_SHOWN_MS = 5000;
 // The emoji offered by a message's reaction button; any other can come
 // from another client.
