@@ -86,17 +86,7 @@ func TestBrowserConversationFeatures(t *testing.T) {
 	a.do(chromedp.Evaluate[chromedp.Void](`location.hash = "#/r/` + room + `"`))
 	a.waitJS("alice in the room", `document.querySelector('#room-title').textContent === '#`+room+`' && document.querySelector('#status').dataset.state === 'live'`)
 
-	parent := t
-	step := func(name string, f func(t *testing.T)) {
-		parent.Run(name, func(t *testing.T) {
-			a.t, b.t = t, t
-			defer func() { a.t, b.t = parent, parent }()
-			f(t)
-		})
-		if parent.Failed() {
-			parent.FailNow()
-		}
-	}
+	step := stepper(t, a, b)
 	typing := func(tb *tab) string {
 		s, err := chromedp.Run(tb.ctx, chromedp.Evaluate[string](`document.querySelector('#typing').textContent`))
 		if err != nil {

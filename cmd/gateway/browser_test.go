@@ -290,17 +290,7 @@ func TestBrowser(t *testing.T) {
 	b.join(r2, room, "bob")
 
 	parent := t
-	// step runs one stage as a subtest; the tabs report to it.
-	step := func(name string, f func(t *testing.T)) {
-		parent.Run(name, func(t *testing.T) {
-			a.t, b.t = t, t
-			defer func() { a.t, b.t = parent, parent }()
-			f(t)
-		})
-		if parent.Failed() {
-			parent.FailNow() // later stages build on this one
-		}
-	}
+	step := stepper(parent, a, b)
 
 	step("message reaches the other replica and is delivered", func(t *testing.T) {
 		a.send("hello from A")
@@ -393,6 +383,28 @@ func TestBrowser(t *testing.T) {
 }
 
 // restartReplica starts a stopped replica again on the same address.
+// stepper returns step, which runs one stage of a test as a subtest that
+// the tabs report to; a failed stage ends the test, as later stages build
+// on it.
+func stepper(parent *testing.T, tabs ...*tab) func(name string, f func(t *testing.T)) {
+	return func(name string, f func(t *testing.T)) {
+		parent.Run(name, func(t *testing.T) {
+			for _, tb := range tabs {
+				tb.t = t
+			}
+			defer func() {
+				for _, tb := range tabs {
+					tb.t = parent
+				}
+			}()
+			f(t)
+		})
+		if parent.Failed() {
+			parent.FailNow()
+		}
+	}
+}
+
 func restartReplica(t *testing.T, r *replica) *replica {
 	t.Helper()
 	cfg := r.cfg

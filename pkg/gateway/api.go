@@ -183,12 +183,8 @@ func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request) {
 // conversations with, most recent first, each with the room=@USERID that
 // opens it.
 func (s *Server) serveConversations(w http.ResponseWriter, r *http.Request) {
-	who, err := s.opts.Auth.Authenticate(r)
-	if err == nil && who.UserID == "" {
-		err = &chat.Error{Code: chat.CodeUnauthorized, Message: "sign-in required"}
-	}
-	if err != nil {
-		s.apiError(w, r, err)
+	who, ok := s.signedIn(w, r)
+	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.StoreTimeout)
@@ -209,4 +205,18 @@ func (s *Server) serveConversations(w http.ResponseWriter, r *http.Request) {
 		out.Conversations = append(out.Conversations, conversation{With: id, Room: chat.DirectRoom(who.UserID, id)})
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// signedIn authenticates a request of a signed-in user's own API (the
+// token as on the websocket); anything else is answered with its error.
+func (s *Server) signedIn(w http.ResponseWriter, r *http.Request) (chat.Identity, bool) {
+	who, err := s.opts.Auth.Authenticate(r)
+	if err == nil && who.UserID == "" {
+		err = &chat.Error{Code: chat.CodeUnauthorized, Message: "sign-in required"}
+	}
+	if err != nil {
+		s.apiError(w, r, err)
+		return who, false
+	}
+	return who, true
 }

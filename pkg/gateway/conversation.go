@@ -93,12 +93,8 @@ func (c *conn) markRead(ctx context.Context, r chat.Read) error {
 // with its read marker, its unread count ("99+" past chat.MaxUnread) and
 // its last message.
 func (s *Server) serveMyRooms(w http.ResponseWriter, r *http.Request) {
-	who, err := s.opts.Auth.Authenticate(r)
-	if err == nil && who.UserID == "" {
-		err = &chat.Error{Code: chat.CodeUnauthorized, Message: "sign-in required"}
-	}
-	if err != nil {
-		s.apiError(w, r, err)
+	who, ok := s.signedIn(w, r)
+	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.StoreTimeout)

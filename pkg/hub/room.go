@@ -171,6 +171,12 @@ func (r *room) push(entries []Entry) {
 		payloads = nil
 	}
 	r.payloads = payloads[:0]
+	r.wakeAll(wake)
+}
+
+// wakeAll takes the sessions that did not take all they were offered off
+// the followers and wakes them to go on by themselves.
+func (r *room) wakeAll(wake []*Session) {
 	if len(wake) == 0 {
 		return
 	}
@@ -210,21 +216,7 @@ func (r *room) notify(frame []byte, conn, uid string) {
 	}
 	clear(fs)
 	r.offering = fs[:0]
-	if len(wake) == 0 {
-		return
-	}
-	r.mu.Lock()
-	for i, s := range wake {
-		if !r.unfollow(s) {
-			wake[i] = nil
-		}
-	}
-	r.mu.Unlock()
-	for _, s := range wake {
-		if s != nil {
-			s.wake()
-		}
-	}
+	r.wakeAll(wake)
 }
 
 // offerChunk is how many followers one goroutine offers a batch to: a large

@@ -307,13 +307,20 @@ function renderConversations(list) {
   }
 }
 
-async function loadConversations() {
-  if (!myUid) return;
+// userAPI fetches one of the signed-in user's own resources; null when
+// signed out, offline or refused (the next poll tries again).
+async function userAPI(path) {
+  if (!myUid) return null;
   const headers = token ? { Authorization: `Bearer ${token}` } : {};
   try {
-    const r = await fetch("/api/conversations", { headers, credentials: "same-origin" });
-    if (r.ok) renderConversations((await r.json()).conversations || []);
-  } catch { /* offline: the next poll tries again */ }
+    const r = await fetch(path, { headers, credentials: "same-origin" });
+    return r.ok ? await r.json() : null;
+  } catch { return null; }
+}
+
+async function loadConversations() {
+  const body = await userAPI("/api/conversations");
+  if (body) renderConversations(body.conversations || []);
 }
 
 function setStatus(state, detail) {
@@ -824,12 +831,8 @@ function renderRooms(list) {
 }
 
 async function loadRooms() {
-  if (!myUid) return;
-  const headers = token ? { Authorization: `Bearer ${token}` } : {};
-  try {
-    const r = await fetch("/api/me/rooms", { headers, credentials: "same-origin" });
-    if (r.ok) renderRooms((await r.json()).rooms || []);
-  } catch { /* offline: the next poll tries again */ }
+  const body = await userAPI("/api/me/rooms");
+  if (body) renderRooms(body.rooms || []);
 }
 
 function pollRooms() {
