@@ -35,7 +35,8 @@ type Event struct {
 	// Bot marks an entry posted by a backend through the publish API.
 	Bot bool
 	// Author is the hash of an anonymous sender's author key (AuthorOf),
-	// kept so that only they can edit or delete the entry; never sent.
+	// stored so that only they can edit or delete the entry; never sent,
+	// and not read back from the stream.
 	Author string
 	// State is the message's current state when it was changed after it
 	// was posted; set on replays and history pages, never on live entries.

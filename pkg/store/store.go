@@ -496,6 +496,8 @@ const (
 	// field however many there are.
 	fieldAttrs = "attrs"
 	// fieldAuthor is an anonymous sender's author hash (chat.AuthorOf).
+	// Only the amend script reads it: decode leaves it out, so the
+	// windows of recent entries do not hold it.
 	fieldAuthor = "ak"
 )
 
@@ -505,16 +507,15 @@ func (s *Store) decode(room string, m redis.XMessage) chat.Event {
 		return v
 	}
 	e := chat.Event{
-		ID:     chat.MustParseID(m.ID),
-		Room:   room,
-		Kind:   kindOf(str(fieldType)),
-		From:   str(fieldFrom),
-		Text:   str(fieldText),
-		Nonce:  str(fieldNonce),
-		UID:    str(fieldUID),
-		Bot:    str(fieldBot) == "1",
-		Attrs:  chat.Attrs(str(fieldAttrs)),
-		Author: str(fieldAuthor),
+		ID:    chat.MustParseID(m.ID),
+		Room:  room,
+		Kind:  kindOf(str(fieldType)),
+		From:  str(fieldFrom),
+		Text:  str(fieldText),
+		Nonce: str(fieldNonce),
+		UID:   str(fieldUID),
+		Bot:   str(fieldBot) == "1",
+		Attrs: chat.Attrs(str(fieldAttrs)),
 	}
 	return e
 }
