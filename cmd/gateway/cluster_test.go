@@ -22,6 +22,7 @@ func TestRedisCluster(t *testing.T) {
 	for i, n := range nodes {
 		urls[i] = "redis://" + n
 	}
+	ctx := context.Background()
 	var replicas []*replica
 	for i := range 3 {
 		cfg := testConfig(strings.Join(urls, ","), fmt.Sprintf("%c", 'A'+i), config.TailShared)
@@ -29,7 +30,6 @@ func TestRedisCluster(t *testing.T) {
 		replicas = append(replicas, startReplica(t, cfg))
 	}
 
-	ctx := context.Background()
 	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: nodes})
 	defer c.Close()
 	slots, err := c.ClusterSlots(ctx).Result()
@@ -69,12 +69,38 @@ func TestRedisCluster(t *testing.T) {
 		if got := clienttest.Messages(t, b, 1)[0]; got.ID != id || got.Text != "hello "+room {
 			t.Fatalf("room %s: bob got %+v", room, got)
 		}
+		// Typing, an edit and a reaction travel on the room's shard too.
+		// (After a message has come through: a notice rung before bob's
+		// replica subscribed to the room's bell would be gone, as pub/sub
+		// keeps nothing.)
+		if err := a.Typing(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if ev := clienttest.NextOf(t, b, "typing"); ev.From != "ann" || ev.Room != room {
+			t.Fatalf("room %s: typing %+v", room, ev)
+		}
+		must(t, a, map[string]any{"type": "edit", "id": id, "text": "hello, " + room})
+		must(t, b, map[string]any{"type": "react", "id": id, "emoji": "👍", "on": true})
+		if ev := clienttest.NextOf(t, b, "edit"); ev.Ref != id {
+			t.Fatalf("room %s: edit %+v", room, ev)
+		}
+		if ev := clienttest.NextOf(t, b, "react"); ev.Ref != id || ev.Count != "1" {
+			t.Fatalf("room %s: reaction %+v", room, ev)
+		}
 		// Resume on a third replica, across shards, loses nothing.
 		last := id
 		b.CloseNow()
 		missed := clienttest.Send(t, a, "while bob was away")
 		back := dial(t, replicas[(i+2)%3].wsURL(room, "bob", last))
 		hello, entries, _ := clienttest.UntilReady(t, back)
+		if i == 0 {
+			// A fresh joiner's replay shows the edit and the reaction.
+			fresh := dial(t, replicas[(i+2)%3].wsURL(room, "cy", ""))
+			_, replay, _ := clienttest.UntilReady(t, fresh)
+			if len(replay) < 1 || replay[0].Text != "hello, "+room || len(replay[0].Reactions) != 1 {
+				t.Fatalf("room %s: replay on the cluster %+v", room, replay)
+			}
+		}
 		var got []string
 		for _, ev := range entries {
 			if ev.Type == "message" {

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/streamchat/streamchat/pkg/chat"
+	"github.com/streamchat/streamchat/pkg/redistest"
 )
 
 func post(t *testing.T, s *Store, room string, e chat.Event) chat.ID {
@@ -315,5 +316,45 @@ func TestAmendEmbedded(t *testing.T) {
 	}
 	if m, err := s.MarkRead(ctx, "alice", "r", chat.ID{Ms: 1}); err != nil || m != msg {
 		t.Fatalf("mark read back: %v %v", m, err)
+	}
+}
+
+// On a three-master cluster the amend script runs on the room's node,
+// including the deletion of trimmed messages' states, whose keys it builds
+// (they share the room's hash tag, so its slot).
+func TestAmendOnCluster(t *testing.T) {
+	nodes := redistest.StartCluster(t, 3)
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: nodes})
+	t.Cleanup(func() { rdb.Close() })
+	s := New(rdb, Options{Prefix: redistest.Prefix(t), MaxLen: 10})
+	ctx := context.Background()
+	for _, room := range []string{"a", "b", "c", "d"} {
+		old := post(t, s, room, chat.Event{UID: "alice", Text: "old"})
+		if _, err := amend(s, room, chat.KindReact, old, "bob", "", "", "👍", true); err != nil {
+			t.Fatalf("room %s: %v", room, err)
+		}
+		for i := range 300 { // MAXLEN ~ trims whole nodes of 100 entries
+			post(t, s, room, chat.Event{UID: "alice", Text: fmt.Sprint(i)})
+		}
+		recent := post(t, s, room, chat.Event{UID: "alice", Text: "new"})
+		if _, err := amend(s, room, chat.KindEdit, recent, "alice", "", "newer", "", false); err != nil {
+			t.Fatalf("room %s: %v", room, err)
+		}
+		if n := rdb.Exists(ctx, s.MsgKey(room, old)).Val(); n != 0 {
+			t.Fatalf("room %s: the trimmed message's state is still there", room)
+		}
+		if st := stateOf(t, s, room, recent, "", ""); st == nil || st.Text != "newer" {
+			t.Fatalf("room %s: state %+v", room, st)
+		}
+		if sent, err := s.Typing(ctx, room, "u:alice", "c1", "alice", []byte(`{"type":"typing"}`)); err != nil || !sent {
+			t.Fatalf("room %s: typing %v %v", room, sent, err)
+		}
+		if _, err := s.Joined(ctx, "alice", room, recent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rooms, err := s.Rooms(ctx, "alice", func(n string) string { return n })
+	if err != nil || len(rooms) != 4 {
+		t.Fatalf("rooms on the cluster: %+v %v", rooms, err)
 	}
 }
