@@ -42,8 +42,9 @@ fuzz:
 chaos: build
 	bin/chatload chaos $(CHAOS_FLAGS)
 
-# The abuse run: garbage, huge and half frames, floods, handshake bursts,
-# deaf and idle sockets beside checked normal traffic. Fails if a replica
+# The abuse run: garbage, huge and half frames, floods of messages and of
+# typing notices, edits of others' messages and bad reactions, handshake
+# bursts, deaf and idle sockets beside checked normal traffic. Fails if a replica
 # dies, normal traffic is not exact, or descriptors and memory do not come
 # back down. ABUSE_FLAGS=-full for 90 s of abuse.
 abuse: build

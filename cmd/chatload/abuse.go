@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -433,6 +434,33 @@ func frameHeader(opcode byte, n uint64) []byte {
 	return append(h, 0, 0, 0, 0) // a zero mask leaves the payload as is
 }
 
+// What readMatches looks for in the server's frames.
+var (
+	ackID     = regexp.MustCompile(`"type":"ack","nonce":"[^"]*","id":"([0-9]+-[0-9]+)"`)
+	errorCode = regexp.MustCompile(`"type":"error","code":"([a-z_]+)"`)
+)
+
+// readMatches reads the server's frames on c until re has matched n times
+// in them, or limit has passed, and returns the matches. Frames are read
+// as bytes: the short JSON objects these abusers get are never split by
+// a frame header.
+func readMatches(c net.Conn, br *bufio.Reader, re *regexp.Regexp, n int, limit time.Duration) [][]string {
+	_ = c.SetReadDeadline(time.Now().Add(limit))
+	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
+	var got []byte
+	buf := make([]byte, 4096)
+	for {
+		if m := re.FindAllStringSubmatch(string(got), -1); len(m) >= n {
+			return m
+		}
+		k, err := br.Read(buf)
+		got = append(got, buf[:k]...)
+		if err != nil {
+			return re.FindAllStringSubmatch(string(got), -1)
+		}
+	}
+}
+
 func randomBytes(n int) []byte {
 	b := make([]byte, n)
 	_, _ = crand.Read(b)
@@ -535,6 +563,71 @@ func abusersFor(addrs []string) []*abuser {
 					}
 				}
 				a.cut.Add(1)
+			})
+		}},
+		{name: "typing flood, never reading", run: func(ctx context.Context, a *abuser) {
+			every(ctx, time.Second, 2, func() {
+				c, _, ok := a.open(pick(a.tried.Add(1)), "room=normal-0&name=typist")
+				if !ok {
+					return
+				}
+				defer c.Close()
+				typing := []byte(`{"type":"typing"}`)
+				frame := append(frameHeader(0x1, uint64(len(typing))), typing...)
+				_ = c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+				for ctx.Err() == nil {
+					if _, err := c.Write(frame); err != nil {
+						a.refused.Add(1) // the server let go of it
+						return
+					}
+				}
+				a.cut.Add(1)
+			})
+		}},
+		{name: "edits and deletes of another's message, bad reactions", run: func(ctx context.Context, a *abuser) {
+			every(ctx, time.Second, 2, func() {
+				n := a.tried.Add(1)
+				owner, obr, ok := a.open(pick(n), fmt.Sprintf("room=abuse-amend&name=owner&client=abuse-owner-%016d", n))
+				if !ok {
+					return
+				}
+				defer owner.Close()
+				send := func(c net.Conn, frames ...string) bool {
+					for _, f := range frames {
+						if _, err := c.Write(append(frameHeader(0x1, uint64(len(f))), f...)); err != nil {
+							return false
+						}
+					}
+					return true
+				}
+				if !send(owner, `{"type":"message","text":"mine","nonce":"n1"}`) {
+					return
+				}
+				acks := readMatches(owner, obr, ackID, 1, 5*time.Second)
+				if len(acks) == 0 {
+					return
+				}
+				id := acks[0][1]
+				// Same name, another browser: not the author.
+				thief, tbr, ok := a.open(pick(n+1), "room=abuse-amend&name=owner")
+				if !ok {
+					return
+				}
+				defer thief.Close()
+				if !send(thief,
+					`{"type":"edit","id":"`+id+`","text":"not yours","nonce":"e"}`,
+					`{"type":"delete","id":"`+id+`","nonce":"d"}`,
+					`{"type":"react","id":"`+id+`","emoji":"<script>","on":true,"nonce":"r"}`,
+					`{"type":"react","id":"1-1","emoji":"👍","on":true,"nonce":"x"}`) {
+					return
+				}
+				codes := map[string]int{}
+				for _, m := range readMatches(thief, tbr, errorCode, 4, 5*time.Second) {
+					codes[m[1]]++
+				}
+				if codes["forbidden"] == 2 && codes["bad_request"] == 1 && codes["not_found"] == 1 {
+					a.refused.Add(1)
+				}
 			})
 		}},
 		{name: "a burst of 300 handshakes", run: func(ctx context.Context, a *abuser) {
