@@ -20,8 +20,8 @@ import (
 // connections and replicas. A dropped notice is not an error: the client
 // meant "still typing", and the last one said so.
 func (c *conn) typing(ctx context.Context) error {
-	now := time.Now()
-	if !c.lastTyping.IsZero() && now.Sub(c.lastTyping) < chat.TypingInterval {
+	now := time.Now().UnixNano()
+	if c.lastTyping != 0 && now-c.lastTyping < int64(chat.TypingInterval) {
 		return nil
 	}
 	c.lastTyping = now
@@ -41,7 +41,7 @@ func (c *conn) typing(ctx context.Context) error {
 // and acknowledges the entry that records it.
 func (c *conn) amend(ctx context.Context, kind chat.Kind, ref chat.ID, text, emoji string, on bool, nonce string) error {
 	a := chat.Amendment{
-		Event:  chat.Event{Room: c.room, Kind: kind, From: c.who.Name, UID: c.who.UserID, Author: c.author, Text: text, Nonce: nonce},
+		Event:  chat.Event{Room: c.room, Kind: kind, From: c.who.Name, UID: c.who.UserID, Author: c.author(), Text: text, Nonce: nonce},
 		Ref:    ref,
 		Emoji:  emoji,
 		On:     on,

@@ -38,12 +38,9 @@ type conn struct {
 	// sender scopes the nonces of this connection's messages: the
 	// identity's, or the connection's own when it has none.
 	sender string
-	// author is what an anonymous connection's entries keep of their
-	// sender (chat.AuthorOf), so that only it can edit or delete them;
-	// "" when signed in (the uid says it).
-	author string
-	// lastTyping is when the read loop last sent a typing notice.
-	lastTyping time.Time
+	// lastTyping is when the read loop last sent a typing notice, in
+	// Unix nanoseconds.
+	lastTyping int64
 	// upload is the file announced by the last frame, whose bytes the next
 	// frame must be; only the read loop touches it.
 	upload *chat.File
@@ -152,9 +149,6 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if c.sender == "" {
 		c.sender = "conn:" + c.id
 	}
-	if who.UserID == "" {
-		c.author = chat.AuthorOf(c.sender)
-	}
 	// Accept checks the Origin: the request's own host, or an allowed
 	// pattern. Anything else gets 403 before any upgrade.
 	ws, err := wsconn.Accept(w, r, wsconn.Options{
@@ -199,6 +193,17 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}()
 }
 
+// author is what an anonymous connection's entries keep of their sender
+// (chat.AuthorOf), so that only it can edit or delete them; "" when signed
+// in, where the uid says it. Computed when used, not kept: an idle
+// connection holds nothing for it.
+func (c *conn) author() string {
+	if c.who.UserID != "" {
+		return ""
+	}
+	return chat.AuthorOf(c.sender)
+}
+
 // refuse tells the client why its handshake cannot go on, and closes.
 func (c *conn) refuse(err error) {
 	o := classify(err)
@@ -219,7 +224,7 @@ func (c *conn) serve(p joinParams) (loop func()) {
 	ctx, cancel := context.WithCancel(c.s.ctx)
 
 	m := c.s.opts.Metrics
-	sess, greeting, err := c.s.hub.Join(ctx, hub.JoinRequest{Room: p.room, Name: c.who.Name, UID: c.who.UserID, Author: c.author, Conn: c.id, Since: p.since, Resume: p.resume})
+	sess, greeting, err := c.s.hub.Join(ctx, hub.JoinRequest{Room: p.room, Name: c.who.Name, UID: c.who.UserID, Author: c.author(), Conn: c.id, Since: p.since, Resume: p.resume})
 	if err != nil {
 		o := classify(errJoin)
 		m.RedisErrors.WithLabelValues("join").Inc()
@@ -418,7 +423,7 @@ func (c *conn) dispatch(ctx context.Context, cmd chat.Command) {
 	var err error
 	switch cmd := cmd.(type) {
 	case chat.Message:
-		err = c.post(ctx, chat.Event{Room: c.room, Kind: chat.KindMessage, From: c.who.Name, UID: c.who.UserID, Author: c.author, Text: cmd.Text, Nonce: cmd.Nonce})
+		err = c.post(ctx, chat.Event{Room: c.room, Kind: chat.KindMessage, From: c.who.Name, UID: c.who.UserID, Author: c.author(), Text: cmd.Text, Nonce: cmd.Nonce})
 	case chat.Typing:
 		err = c.typing(ctx)
 	case chat.Edit:

@@ -56,7 +56,7 @@ func (c *conn) store(ctx context.Context, f chat.File, data []byte) error {
 	if cerr != nil {
 		return cerr
 	}
-	return c.post(ctx, chat.Event{Room: c.room, Kind: chat.KindFile, From: c.who.Name, UID: c.who.UserID, Author: c.author, Nonce: f.Nonce, Attrs: encoded})
+	return c.post(ctx, chat.Event{Room: c.room, Kind: chat.KindFile, From: c.who.Name, UID: c.who.UserID, Author: c.author(), Nonce: f.Nonce, Attrs: encoded})
 }
 
 // history answers a history command with one history frame: up to
@@ -66,7 +66,7 @@ func (c *conn) history(ctx context.Context, h chat.History) error {
 	hctx, cancel := context.WithTimeout(ctx, c.s.opts.StoreTimeout)
 	events, more, err := c.s.store.Before(hctx, c.room, h.Before, h.Limit)
 	if err == nil {
-		err = c.s.store.States(hctx, c.room, events, c.who.UserID, c.author)
+		err = c.s.store.States(hctx, c.room, events, c.who.UserID, c.author())
 	}
 	cancel()
 	if err != nil {
