@@ -434,6 +434,25 @@ func frameHeader(opcode byte, n uint64) []byte {
 	return append(h, 0, 0, 0, 0) // a zero mask leaves the payload as is
 }
 
+// flood joins with query and sends text as fast as the server takes it,
+// never reading, until the server lets go or the run ends.
+func flood(ctx context.Context, a *abuser, addr, query, text string) {
+	c, _, ok := a.open(addr, query)
+	if !ok {
+		return
+	}
+	defer c.Close()
+	frame := append(frameHeader(0x1, uint64(len(text))), text...)
+	_ = c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+	for ctx.Err() == nil {
+		if _, err := c.Write(frame); err != nil {
+			a.refused.Add(1) // the server let go of it
+			return
+		}
+	}
+	a.cut.Add(1)
+}
+
 // What readMatches looks for in the server's frames.
 var (
 	ackID     = regexp.MustCompile(`"type":"ack","nonce":"[^"]*","id":"([0-9]+-[0-9]+)"`)
@@ -547,42 +566,10 @@ func abusersFor(addrs []string) []*abuser {
 			})
 		}},
 		{name: "flood of messages, never reading", run: func(ctx context.Context, a *abuser) {
-			every(ctx, time.Second, 4, func() {
-				c, _, ok := a.open(pick(a.tried.Add(1)), "room=normal-1&name=flood")
-				if !ok {
-					return
-				}
-				defer c.Close()
-				msg := []byte("spam spam spam spam")
-				frame := append(frameHeader(0x1, uint64(len(msg))), msg...)
-				_ = c.SetWriteDeadline(time.Now().Add(20 * time.Second))
-				for ctx.Err() == nil {
-					if _, err := c.Write(frame); err != nil {
-						a.refused.Add(1) // the server let go of it
-						return
-					}
-				}
-				a.cut.Add(1)
-			})
+			every(ctx, time.Second, 4, func() { flood(ctx, a, pick(a.tried.Add(1)), "room=normal-1&name=flood", "spam spam spam spam") })
 		}},
 		{name: "typing flood, never reading", run: func(ctx context.Context, a *abuser) {
-			every(ctx, time.Second, 2, func() {
-				c, _, ok := a.open(pick(a.tried.Add(1)), "room=normal-0&name=typist")
-				if !ok {
-					return
-				}
-				defer c.Close()
-				typing := []byte(`{"type":"typing"}`)
-				frame := append(frameHeader(0x1, uint64(len(typing))), typing...)
-				_ = c.SetWriteDeadline(time.Now().Add(20 * time.Second))
-				for ctx.Err() == nil {
-					if _, err := c.Write(frame); err != nil {
-						a.refused.Add(1) // the server let go of it
-						return
-					}
-				}
-				a.cut.Add(1)
-			})
+			every(ctx, time.Second, 2, func() { flood(ctx, a, pick(a.tried.Add(1)), "room=normal-0&name=typist", `{"type":"typing"}`) })
 		}},
 		{name: "edits and deletes of another's message, bad reactions", run: func(ctx context.Context, a *abuser) {
 			every(ctx, time.Second, 2, func() {
