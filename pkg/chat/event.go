@@ -229,7 +229,8 @@ type RoomSummary struct {
 	Room   string // as entered: the name, or @USERID
 	Read   ID     // the read marker
 	Unread int    // messages and files by others after the marker, at most MaxUnread
-	// More says there are more unread than Unread.
+	// More says there may be more unread than Unread: it reached
+	// MaxUnread, or the count stopped before reaching the marker.
 	More bool
 	Last *Event // the newest message or file, if the stream has one
 }

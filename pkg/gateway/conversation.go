@@ -127,7 +127,9 @@ func (s *Server) serveMyRooms(w http.ResponseWriter, r *http.Request) {
 			o.With = uid
 		}
 		if sum.More {
-			o.UnreadLabel = fmt.Sprintf("%d+", chat.MaxUnread)
+			// At the cap ("99+"), or where counting stopped short of the
+			// marker in a room busy with other entries.
+			o.UnreadLabel = fmt.Sprintf("%d+", sum.Unread)
 		}
 		if sum.Last != nil {
 			o.Last = chat.EncodeEvent(*sum.Last, false)

@@ -258,12 +258,11 @@ func (s *Store) States(ctx context.Context, room string, events []chat.Event, ui
 	for _, id := range changed {
 		want[id] = true
 	}
-	who := reactor(uid, author)
 	cmds := map[int]*redis.SliceCmd{}
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, e := range events {
 			if (e.Kind == chat.KindMessage || e.Kind == chat.KindFile) && want[e.ID.String()] {
-				cmds[i] = p.HMGet(ctx, s.MsgKey(room, e.ID), "text", "edited", "deleted", "reactions", "u:"+who)
+				cmds[i] = p.HMGet(ctx, s.MsgKey(room, e.ID), stateFields(uid, author)...)
 			}
 		}
 		return nil
@@ -277,9 +276,22 @@ func (s *Store) States(ctx context.Context, room string, events []chat.Event, ui
 	return nil
 }
 
-// parseState reads the fields States asks for: text, edited, deleted,
-// reactions, the viewer's own.
+// stateFields are the fields of a message's state that a viewer (uid,
+// else the anonymous author hash) is shown, as parseState reads them.
+func stateFields(uid, author string) []string {
+	return []string{"text", "edited", "deleted", "reactions", "u:" + reactor(uid, author)}
+}
+
+// parseState reads the fields stateFields names; nil for a message never
+// changed (a state hash that does not exist).
 func parseState(v []any) *chat.State {
+	changed := false
+	for _, x := range v {
+		changed = changed || x != nil
+	}
+	if !changed {
+		return nil
+	}
 	str := func(i int) string {
 		if i < len(v) {
 			s, _ := v[i].(string)

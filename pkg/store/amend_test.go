@@ -358,3 +358,39 @@ func TestAmendOnCluster(t *testing.T) {
 		t.Fatalf("rooms on the cluster: %+v %v", rooms, err)
 	}
 }
+
+// The room list reads every room's newest page in one pipeline, and goes
+// further back only while a count is open: 50 messages behind 150 other
+// entries count 50; past four pages the count is "more".
+func TestRoomsPastTheFirstPage(t *testing.T) {
+	s, _ := newStore(t, 100000)
+	ctx := context.Background()
+	for _, room := range []string{"quiet", "busy", "huge"} {
+		if _, err := s.Joined(ctx, "alice", room, chat.ID{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	post(t, s, "quiet", chat.Event{UID: "bob", Text: "hi"})
+	for range 50 {
+		post(t, s, "busy", chat.Event{UID: "bob", Text: "news"})
+	}
+	appendN(t, s, "busy", chat.KindJoin, 150)
+	appendN(t, s, "huge", chat.KindJoin, 900)
+	rooms, err := s.Rooms(ctx, "alice", func(n string) string { return n })
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]chat.RoomSummary{}
+	for _, r := range rooms {
+		got[r.Room] = r
+	}
+	if r := got["quiet"]; r.Unread != 1 || r.More || r.Last == nil || r.Last.Text != "hi" {
+		t.Fatalf("quiet: %+v", r)
+	}
+	if r := got["busy"]; r.Unread != 50 || r.More || r.Last == nil || r.Last.Text != "news" {
+		t.Fatalf("busy: %+v", r)
+	}
+	if r := got["huge"]; r.Unread != 0 || !r.More || r.Last != nil {
+		t.Fatalf("huge: %+v", r)
+	}
+}

@@ -81,19 +81,23 @@ func (s *Store) MarkRead(ctx context.Context, uid, room string, id chat.ID) (cha
 	return chat.ParseID(raw)
 }
 
-// unreadPages bounds the entries read per room to count its unread: past
-// them (a room of joins and reactions) the count is "more".
+// unreadPages bounds the pages of entries read per room to count its
+// unread: past them (a room of joins and reactions) the count is "more".
 const unreadPages = 4
 
 // Rooms lists uid's rooms, most recently joined first, with their unread
 // counts and last messages, computed from the streams: resolve turns a
-// listed name into the room whose stream to read.
+// listed name into the room whose stream to read. However many rooms,
+// it costs three round trips: the markers; the newest page of every
+// room's stream, pipelined; the last messages' states, pipelined. Only a
+// room with a full page of entries after its marker and fewer than
+// chat.MaxUnread unread reads further, page by page.
 func (s *Store) Rooms(ctx context.Context, uid string, resolve func(string) string) ([]chat.RoomSummary, error) {
 	names, err := s.rdb.ZRevRange(ctx, s.RoomsKey(uid), 0, maxRooms-1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("rooms of %s: %w", uid, err)
 	}
-	out := make([]chat.RoomSummary, 0, len(names))
+	out := make([]chat.RoomSummary, len(names))
 	if len(names) == 0 {
 		return out, nil
 	}
@@ -101,32 +105,52 @@ func (s *Store) Rooms(ctx context.Context, uid string, resolve func(string) stri
 	if err != nil {
 		return nil, fmt.Errorf("read markers of %s: %w", uid, err)
 	}
-	for i, name := range names {
-		sum := chat.RoomSummary{Room: name}
-		if m, ok := marks[i].(string); ok {
-			sum.Read, _ = chat.ParseID(m)
+	rooms := make([]string, len(names))
+	pages := make([]*redis.XMessageSliceCmd, len(names))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, name := range names {
+			out[i].Room, rooms[i] = name, resolve(name)
+			if m, ok := marks[i].(string); ok {
+				out[i].Read, _ = chat.ParseID(m)
+			}
+			pages[i] = p.XRevRangeN(ctx, s.LogKey(rooms[i]), "+", "-", historyPage)
 		}
-		if err := s.summarize(ctx, uid, resolve(name), &sum); err != nil {
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("the streams of %d rooms: %w", len(names), err)
+	}
+	for i := range out {
+		if err := s.summarize(ctx, uid, rooms[i], pages[i].Val(), &out[i]); err != nil {
 			return nil, err
 		}
-		out = append(out, sum)
+	}
+	states := make([]*redis.SliceCmd, len(out))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range out {
+			if last := out[i].Last; last != nil {
+				states[i] = p.HMGet(ctx, s.MsgKey(rooms[i], last.ID), stateFields(uid, "")...)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("last messages' states: %w", err)
+	}
+	for i, c := range states {
+		if c != nil {
+			out[i].Last.State = parseState(c.Val())
+		}
 	}
 	return out, nil
 }
 
-// summarize counts a room's unread messages from the end of its stream
-// back to the marker, and finds its last message.
-func (s *Store) summarize(ctx context.Context, uid, room string, sum *chat.RoomSummary) error {
+// summarize counts a room's unread messages from the newest page of its
+// stream (msgs, newest first) back to the marker, reading older pages
+// only while the count is open, and finds the room's last message.
+func (s *Store) summarize(ctx context.Context, uid, room string, msgs []redis.XMessage, sum *chat.RoomSummary) error {
 	key := s.LogKey(room)
-	end := "+"
-	for page := 0; page < unreadPages; page++ {
-		msgs, err := s.rdb.XRevRangeN(ctx, key, end, "("+sum.Read.String(), historyPage).Result()
-		if errors.Is(err, redis.Nil) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("xrevrange %s: %w", key, err)
-		}
+	for page := 0; ; page++ {
 		for _, m := range msgs {
 			e := s.decode(room, m)
 			if e.Kind != chat.KindMessage && e.Kind != chat.KindFile {
@@ -135,41 +159,40 @@ func (s *Store) summarize(ctx context.Context, uid, room string, sum *chat.RoomS
 			if sum.Last == nil {
 				sum.Last = &e
 			}
+			if !sum.Read.Less(e.ID) || sum.More {
+				if sum.Last != nil {
+					return nil // reached the marker, and the last message is known
+				}
+				continue
+			}
 			if e.UID == uid {
 				continue
 			}
 			if sum.Unread == chat.MaxUnread {
 				sum.More = true
-				return nil
+				continue // on to the last message, if not found yet
 			}
 			sum.Unread++
 		}
 		if len(msgs) < historyPage {
-			break
+			return nil
+		}
+		last, err := chat.ParseID(msgs[len(msgs)-1].ID)
+		if err != nil {
+			return fmt.Errorf("xrevrange %s: id %q: %w", key, msgs[len(msgs)-1].ID, err)
+		}
+		if !sum.Read.Less(last) && sum.Last != nil {
+			return nil
 		}
 		if page == unreadPages-1 {
-			sum.More = true
-		}
-		end = "(" + msgs[len(msgs)-1].ID
-	}
-	if sum.Last == nil {
-		// Nothing new: the last message is at or before the marker.
-		recent, _, err := s.Recent(ctx, room, 1)
-		if err != nil {
-			return err
-		}
-		for i := range recent {
-			if recent[i].Kind == chat.KindMessage || recent[i].Kind == chat.KindFile {
-				sum.Last = &recent[i]
+			if sum.Read.Less(last) {
+				sum.More = true
 			}
+			return nil
+		}
+		msgs, err = s.rdb.XRevRangeN(ctx, key, "("+last.String(), "-", historyPage).Result()
+		if err != nil {
+			return fmt.Errorf("xrevrange %s: %w", key, err)
 		}
 	}
-	if sum.Last != nil {
-		one := []chat.Event{*sum.Last}
-		if err := s.States(ctx, room, one, uid, ""); err != nil {
-			return err
-		}
-		sum.Last = &one[0]
-	}
-	return nil
 }
