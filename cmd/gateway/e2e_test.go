@@ -646,6 +646,26 @@ func TestEmbeddedDefault(t *testing.T) {
 	if !hello.Resumed || fmt.Sprint(texts) != "[two]" {
 		t.Fatalf("resume on the embedded server: resumed=%v texts=%v", hello.Resumed, texts)
 	}
+
+	// The conversation features run there too: typing, an edit, a
+	// reaction, and a joiner's replay in the current state.
+	if err := back.Typing(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if ev := clienttest.NextOf(t, b, "typing"); ev.From != "ann" {
+		t.Fatalf("typing %+v", ev)
+	}
+	two := clienttest.Send(t, b, "tow")
+	must(t, b, map[string]any{"type": "edit", "id": two, "text": "two, again"})
+	must(t, back, map[string]any{"type": "react", "id": two, "emoji": "🎉", "on": true})
+	if ev := clienttest.NextOf(t, back, "react"); ev.Ref != two || ev.Count != "1" {
+		t.Fatalf("reaction %+v", ev)
+	}
+	c := dial(t, r.wsURL(room, "cy", ""))
+	_, replay, _ := clienttest.UntilReady(t, c)
+	if got := replay[len(replay)-1]; got.ID != two || got.Text != "two, again" || len(got.Reactions) != 1 {
+		t.Fatalf("replay on the embedded server ends with %+v", got)
+	}
 }
 
 // A connection's log lines name the replica once, beside the connection's
