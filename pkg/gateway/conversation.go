@@ -27,11 +27,7 @@ func (c *conn) typing(ctx context.Context) error {
 	c.lastTyping = now
 	tctx, cancel := context.WithTimeout(ctx, c.s.opts.StoreTimeout)
 	defer cancel()
-	who := c.sender
-	if c.who.UserID != "" {
-		who = "u:" + c.who.UserID
-	}
-	if _, err := c.s.store.Typing(tctx, c.room, who, c.id, c.who.UserID, chat.EncodeTyping(c.room, c.who.Name, c.who.UserID)); err != nil {
+	if _, err := c.s.store.Typing(tctx, c.room, c.id, c.who.UserID, c.author(), chat.EncodeTyping(c.room, c.who.Name, c.who.UserID)); err != nil {
 		return fmt.Errorf("typing: %w: %w", hub.ErrUnavailable, err)
 	}
 	return nil

@@ -71,8 +71,9 @@ type Storage interface {
 	// (history pages show messages as they are now).
 	States(ctx context.Context, room string, events []chat.Event, uid, author string) error
 	// Typing sends a typing notice to the room's other members unless
-	// the same user sent one within chat.TypingInterval.
-	Typing(ctx context.Context, room, who, conn, uid string, frame []byte) (bool, error)
+	// the same user (uid, else the anonymous author hash) sent one within
+	// chat.TypingInterval.
+	Typing(ctx context.Context, room, conn, uid, author string, frame []byte) (bool, error)
 	// Joined records a signed-in user's join and returns their read
 	// marker; MarkRead moves it forward; Rooms lists their rooms with
 	// unread counts, resolve naming each listed room's stream.

@@ -305,10 +305,10 @@ func TestAmendEmbedded(t *testing.T) {
 	if st.Text != "hello" || len(st.Reactions) != 1 || st.Reactions[0].Count != 1 || !st.Reactions[0].Me {
 		t.Fatalf("state %+v", st)
 	}
-	if sent, err := s.Typing(ctx, "r", "u:alice", "c1", "alice", []byte(`{"type":"typing"}`)); err != nil || !sent {
+	if sent, err := s.Typing(ctx, "r", "c1", "alice", "", []byte(`{"type":"typing"}`)); err != nil || !sent {
 		t.Fatalf("typing: %v %v", sent, err)
 	}
-	if sent, _ := s.Typing(ctx, "r", "u:alice", "c1", "alice", []byte(`{"type":"typing"}`)); sent {
+	if sent, _ := s.Typing(ctx, "r", "c1", "alice", "", []byte(`{"type":"typing"}`)); sent {
 		t.Fatal("a second typing notice within the interval was sent")
 	}
 	if _, err := s.Joined(ctx, "alice", "r", msg); err != nil {
@@ -346,7 +346,7 @@ func TestAmendOnCluster(t *testing.T) {
 		if st := stateOf(t, s, room, recent, "", ""); st == nil || st.Text != "newer" {
 			t.Fatalf("room %s: state %+v", room, st)
 		}
-		if sent, err := s.Typing(ctx, room, "u:alice", "c1", "alice", []byte(`{"type":"typing"}`)); err != nil || !sent {
+		if sent, err := s.Typing(ctx, room, "c1", "alice", "", []byte(`{"type":"typing"}`)); err != nil || !sent {
 			t.Fatalf("room %s: typing %v %v", room, sent, err)
 		}
 		if _, err := s.Joined(ctx, "alice", room, recent); err != nil {

@@ -296,8 +296,9 @@ func (s *Store) decodeAll(room string, msgs []redis.XMessage) []chat.Event {
 // and nothing in the stream. Pub/sub delivers it at most once and never
 // again, which is what a notice that is stale after seconds wants.
 
-// TypingKey marks that who has typed in the room within the last
-// interval: PREFIX:{ROOM}:typing:WHO.
+// TypingKey marks that who (a reactor: the signed-in user, or the
+// anonymous author hash) has typed in the room within the last interval:
+// PREFIX:{ROOM}:typing:WHO.
 func (s *Store) TypingKey(room, who string) string {
 	return s.prefix + ":{" + room + "}:typing:" + who
 }
@@ -313,12 +314,12 @@ end
 return 0
 `)
 
-// Typing sends frame, the typing notice of who (a user id or sender), to
-// the room's members on every replica, except conn itself and the other
-// connections of uid, unless who sent one within chat.TypingInterval. It
-// reports whether it was sent.
-func (s *Store) Typing(ctx context.Context, room, who, conn, uid string, frame []byte) (bool, error) {
-	keys := []string{s.TypingKey(room, who), s.BellChannel(room)}
+// Typing sends frame, the typing notice of the signed-in user uid (else
+// of the anonymous author hash), to the room's members on every replica,
+// except conn itself and the other connections of uid, unless the same
+// user sent one within chat.TypingInterval. It reports whether it was sent.
+func (s *Store) Typing(ctx context.Context, room, conn, uid, author string, frame []byte) (bool, error) {
+	keys := []string{s.TypingKey(room, reactor(uid, author)), s.BellChannel(room)}
 	n, err := typingScript.Run(ctx, s.rdb, keys, chat.TypingInterval.Milliseconds(), s.publishCmd(), "T "+conn+" "+uid+" "+string(frame)).Int()
 	if err != nil {
 		return false, fmt.Errorf("typing in %s: %w", room, err)
