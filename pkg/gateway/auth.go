@@ -3,6 +3,7 @@ package gateway
 import (
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/streamchat/streamchat/pkg/chat"
 )
@@ -42,7 +43,9 @@ func (Anonymous) Authenticate(r *http.Request) (chat.Identity, error) {
 	if err != nil {
 		return chat.Identity{}, err
 	}
-	who := chat.Identity{Name: name}
+	// A copy: the query's strings share the request line's memory, which a
+	// connection would otherwise keep for its whole life.
+	who := chat.Identity{Name: strings.Clone(name)}
 	if key := q.Get("client"); key != "" {
 		if !chat.ValidClientKey(key) {
 			return chat.Identity{}, &chat.Error{Code: chat.CodeBadRequest, Message: "client key must be 16 to 64 characters of A-Z, a-z, 0-9, _ and -"}

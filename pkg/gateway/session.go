@@ -27,14 +27,14 @@ type conn struct {
 	s  *Server
 	ws *wsconn.Conn
 	id string
-	// fields identify the connection in its log lines. They are kept as
-	// fields, not a derived logger, which would hold an encoded copy per
-	// connection for its whole life.
-	fields []zap.Field
-	room   string
-	with   string // the other user of a direct-message room
-	who    chat.Identity
-	sess   Session
+	// addr is the client's address, for log lines. A connection's log
+	// fields are built when it logs (rarely: at its start and end), not
+	// kept: 4 fields are 256 bytes per idle connection.
+	addr string
+	room string
+	with string // the other user of a direct-message room
+	who  chat.Identity
+	sess Session
 	// sender scopes the nonces of this connection's messages: the
 	// identity's, or the connection's own when it has none.
 	sender string
@@ -44,7 +44,8 @@ type conn struct {
 	// upload is the file announced by the last frame, whose bytes the next
 	// frame must be; only the read loop touches it.
 	upload *chat.File
-	// uploads is the connection's upload byte budget.
+	// uploads is the connection's upload byte budget, made at its first
+	// file (uploadBudget): most connections never send one.
 	uploads *rate.Limiter
 
 	endOnce sync.Once
@@ -61,7 +62,9 @@ type joinParams struct {
 
 func parseParams(r *http.Request) (joinParams, *chat.Error) {
 	q := r.URL.Query()
-	p := joinParams{room: q.Get("room")}
+	// A copy, as the query's strings share the request line's memory,
+	// which the connection would otherwise keep for its whole life.
+	p := joinParams{room: strings.Clone(q.Get("room"))}
 	if p.room == "" {
 		p.room = chat.DefaultRoom
 	}
@@ -144,8 +147,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	params, who, herr := s.handshake(r)
-	c := &conn{s: s, id: newConnID(), room: params.room, with: params.with, who: who, sender: who.Sender,
-		uploads: rate.NewLimiter(rate.Limit(s.opts.UploadRate), int(max(s.opts.MaxFile, s.opts.UploadRate)))}
+	c := &conn{s: s, id: newConnID(), addr: clientAddr(r, s.opts.TrustedProxies), room: params.room, with: params.with, who: who, sender: who.Sender}
 	if c.sender == "" {
 		c.sender = "conn:" + c.id
 	}
@@ -161,13 +163,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		OnEnd:        c.fail,
 	})
 	if err != nil {
-		s.log.Debug("handshake refused", zap.String("remote_addr", clientAddr(r, s.opts.TrustedProxies)), zap.Error(err))
+		s.log.Debug("handshake refused", zap.String("remote_addr", c.addr), zap.Error(err))
 		return
 	}
 	c.ws = ws
-	// The logger already names the replica.
-	c.fields = []zap.Field{zap.String("conn_id", c.id), zap.String("room", params.room),
-		zap.String("name", who.Name), zap.String("remote_addr", clientAddr(r, s.opts.TrustedProxies))}
 	if herr != nil {
 		c.refuse(herr)
 		return
@@ -303,11 +302,24 @@ func (c *conn) finish(ctx context.Context, start time.Time, readErr error) {
 	c.logf(o.level, "connection closed", fields...)
 }
 
-// logf logs one line with the connection's identifying fields.
+// logf logs one line with the connection's identifying fields (the
+// logger already names the replica).
 func (c *conn) logf(level zapcore.Level, msg string, extra ...zap.Field) {
 	if ce := c.s.log.Check(level, msg); ce != nil {
-		ce.Write(append(c.fields[:len(c.fields):len(c.fields)], extra...)...)
+		fields := append(make([]zap.Field, 0, 4+len(extra)),
+			zap.String("conn_id", c.id), zap.String("room", c.room), zap.String("name", c.who.Name), zap.String("remote_addr", c.addr))
+		ce.Write(append(fields, extra...)...)
 	}
+}
+
+// uploadBudget is the connection's upload byte budget, made when first
+// needed.
+func (c *conn) uploadBudget() *rate.Limiter {
+	if c.uploads == nil {
+		o := c.s.opts
+		c.uploads = rate.NewLimiter(rate.Limit(o.UploadRate), int(max(o.MaxFile, o.UploadRate)))
+	}
+	return c.uploads
 }
 
 // greet sends hello, the replay or the resumed entries, and ready, and

@@ -32,7 +32,7 @@ func (c *conn) store(ctx context.Context, f chat.File, data []byte) error {
 	switch {
 	case int64(len(data)) != f.Size:
 		return &chat.Error{Code: chat.CodeBadRequest, Message: fmt.Sprintf("the file frame said %d bytes, the binary frame has %d", f.Size, len(data))}
-	case !c.uploads.AllowN(time.Now(), len(data)):
+	case !c.uploadBudget().AllowN(time.Now(), len(data)):
 		return &chat.Error{Code: chat.CodeRateLimited, Message: "uploading too fast; wait a moment"}
 	}
 	info := files.Inspect(data)
