@@ -45,7 +45,8 @@ type conn struct {
 	// frame must be; only the read loop touches it.
 	upload *chat.File
 	// uploads is the connection's upload byte budget, made at its first
-	// file (uploadBudget): most connections never send one.
+	// file (uploadBudget): most connections never send one. Only the read
+	// loop touches it, so making it needs no lock.
 	uploads *rate.Limiter
 
 	endOnce sync.Once
@@ -312,8 +313,7 @@ func (c *conn) logf(level zapcore.Level, msg string, extra ...zap.Field) {
 	}
 }
 
-// uploadBudget is the connection's upload byte budget, made when first
-// needed.
+// uploadBudget returns c.uploads, making it on first use; read loop only.
 func (c *conn) uploadBudget() *rate.Limiter {
 	if c.uploads == nil {
 		o := c.s.opts
