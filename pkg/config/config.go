@@ -62,6 +62,9 @@ type Config struct {
 	// node's rooms in shared mode, so that a busy replica collects more
 	// entries per read (0: read as soon as a room has news).
 	TailInterval time.Duration `split_words:"true" default:"0s"`
+	// AppendLinger gathers the messages that arrive within it of each
+	// other into one Redis pipeline (0: each goes at once).
+	AppendLinger time.Duration `split_words:"true" default:"0s"`
 	// DedupeWindow is how long a sent nonce is remembered.
 	DedupeWindow time.Duration `split_words:"true" default:"5m"`
 	// AckWaitReplicas > 0: WAIT for that many Redis replicas before an ack.
@@ -187,6 +190,8 @@ func (c Config) Validate() error {
 		return bad("ROOM_FILE_QUOTA", "must be at least CHAT_MAX_FILE")
 	case c.TailInterval < 0 || c.TailInterval > time.Second:
 		return bad("TAIL_INTERVAL", "must be between 0 and 1s")
+	case c.AppendLinger < 0 || c.AppendLinger > 100*time.Millisecond:
+		return bad("APPEND_LINGER", "must be between 0 and 100ms")
 	case c.MaxConnsPerIP < 0:
 		return bad("MAX_CONNS_PER_IP", "must not be negative (0: no cap)")
 	case c.HTTPHeaderTimeout < 100*time.Millisecond:

@@ -42,6 +42,11 @@ type Options struct {
 	AckReplicas int
 	// AckTimeout bounds the WAIT. Default 1s.
 	AckTimeout time.Duration
+	// Linger, when positive, gathers the appends with a nonce (messages
+	// from clients) that arrive within it of the first, and sends them to
+	// Redis in one pipeline per node: fewer wake-ups of Redis for up to
+	// Linger more latency per message. Default 0: each append goes at once.
+	Linger time.Duration
 }
 
 // ErrNotReplicated means an entry is stored on the primary but fewer
@@ -57,6 +62,7 @@ type Store struct {
 	prefix string
 	maxLen int64
 	opts   Options
+	batch  *batcher // nil without Options.Linger
 }
 
 // New returns a Store using rdb. It does not own its clients and never
@@ -77,7 +83,11 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	if opts.AckTimeout <= 0 {
 		opts.AckTimeout = time.Second
 	}
-	return &Store{rdb: rdb, block: opts.Blocking, prefix: opts.Prefix, maxLen: opts.MaxLen, opts: opts}
+	s := &Store{rdb: rdb, block: opts.Blocking, prefix: opts.Prefix, maxLen: opts.MaxLen, opts: opts}
+	if opts.Linger > 0 {
+		s.batch = &batcher{s: s, linger: opts.Linger}
+	}
+	return s
 }
 
 // LogKey is the stream key of a room: PREFIX:{ROOM}:log.
@@ -156,6 +166,13 @@ return {id, 0}
 func (s *Store) Append(ctx context.Context, e chat.Event, sender string) (chat.Ack, error) {
 	key := s.LogKey(e.Room)
 	dedupe := sender != "" && e.Nonce != ""
+	var keys []string
+	if dedupe {
+		keys = []string{key, s.SentKey(e.Room, sender, e.Nonce), s.BellChannel(e.Room)}
+		if s.batch != nil {
+			return s.batch.append(ctx, key, keys, s.scriptArgs(e))
+		}
+	}
 	var cmd redis.Cmder
 	queue := func(c redis.Cmdable) {
 		if !dedupe {
@@ -163,7 +180,7 @@ func (s *Store) Append(ctx context.Context, e chat.Event, sender string) (chat.A
 			s.ring(ctx, c, e.Room)
 			return
 		}
-		cmd = appendScript.EvalSha(ctx, c, []string{key, s.SentKey(e.Room, sender, e.Nonce), s.BellChannel(e.Room)}, s.scriptArgs(e)...)
+		cmd = appendScript.EvalSha(ctx, c, keys, s.scriptArgs(e)...)
 	}
 	var wait *redis.Cmd
 	run := func() error {
@@ -219,12 +236,20 @@ func (s *Store) Append(ctx context.Context, e chat.Event, sender string) (chat.A
 	if err != nil {
 		return chat.Ack{}, fmt.Errorf("xadd %s: %w", key, err)
 	}
-	if wait != nil {
-		if n, werr := wait.Int64(); werr != nil || n < int64(s.opts.AckReplicas) {
-			return out, fmt.Errorf("wait %s: entry %s: %w: %d of %d within %s (%v)", key, out.ID, ErrNotReplicated, n, s.opts.AckReplicas, s.opts.AckTimeout, werr)
-		}
+	return out, s.replicated(key, out, wait)
+}
+
+// replicated checks the WAIT that followed an append, if any: it fails
+// with ErrNotReplicated when fewer replicas than Options.AckReplicas have
+// the entry.
+func (s *Store) replicated(key string, out chat.Ack, wait *redis.Cmd) error {
+	if wait == nil {
+		return nil
 	}
-	return out, nil
+	if n, werr := wait.Int64(); werr != nil || n < int64(s.opts.AckReplicas) {
+		return fmt.Errorf("wait %s: entry %s: %w: %d of %d within %s (%v)", key, out.ID, ErrNotReplicated, n, s.opts.AckReplicas, s.opts.AckTimeout, werr)
+	}
+	return nil
 }
 
 func parseAppended(c *redis.Cmd) (chat.Ack, error) {
