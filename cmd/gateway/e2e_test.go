@@ -29,6 +29,18 @@ const waitFor = 20 * time.Second
 
 var modes = []string{config.TailShared, config.TailDirect}
 
+// setups are the replica setups the conversation tests run on: each tail
+// mode, and shared mode with appends gathered by a linger
+// (CHAT_APPEND_LINGER), whose batches must keep every guarantee.
+var setups = []struct {
+	name, mode string
+	linger     time.Duration
+}{
+	{config.TailShared, config.TailShared, 0},
+	{config.TailDirect, config.TailDirect, 0},
+	{"shared-linger", config.TailShared, 5 * time.Millisecond},
+}
+
 // unlimited lifts the per-connection rate limit for tests that send fast.
 func unlimited(c *config.Config) { c.Rate, c.Burst = 1000, 1000 }
 
@@ -167,9 +179,9 @@ func ids(evs []client.Event) []string {
 }
 
 func TestThreeReplicasShareOneConversation(t *testing.T) {
-	for _, mode := range modes {
-		t.Run(mode, func(t *testing.T) {
-			cl := startCluster(t, 3, mode, unlimited)
+	for _, setup := range setups {
+		t.Run(setup.name, func(t *testing.T) {
+			cl := startCluster(t, 3, setup.mode, func(c *config.Config) { unlimited(c); c.AppendLinger = setup.linger })
 			room := uniqueRoom("share")
 			var conns []*client.Conn
 			for i, r := range cl.replicas {
@@ -255,9 +267,9 @@ func TestJoinReplaysLast50(t *testing.T) {
 }
 
 func TestResumeOnAnotherReplica(t *testing.T) {
-	for _, mode := range modes {
-		t.Run(mode, func(t *testing.T) {
-			cl := startCluster(t, 3, mode, unlimited)
+	for _, setup := range setups {
+		t.Run(setup.name, func(t *testing.T) {
+			cl := startCluster(t, 3, setup.mode, func(c *config.Config) { unlimited(c); c.AppendLinger = setup.linger })
 			room := uniqueRoom("resume")
 			talker := dial(t, cl.replicas[0].wsURL(room, "talker", ""))
 			clienttest.UntilReady(t, talker)
@@ -303,10 +315,11 @@ func TestResumeOnAnotherReplica(t *testing.T) {
 // random replicas. Each client must get exactly the history before its
 // cursor and every entry after it: no gap, no duplicate, stream order.
 func TestJoinRace(t *testing.T) {
-	for _, mode := range modes {
-		t.Run(mode, func(t *testing.T) {
-			cl := startCluster(t, 3, mode, func(c *config.Config) {
+	for _, setup := range setups {
+		t.Run(setup.name, func(t *testing.T) {
+			cl := startCluster(t, 3, setup.mode, func(c *config.Config) {
 				c.Rate, c.Burst = 1000, 1000
+				c.AppendLinger = setup.linger
 				c.StreamMaxlen = 1_000_000 // the whole run stays in the stream as ground truth
 			})
 			room := uniqueRoom("race")

@@ -58,7 +58,8 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg, version)
 	st := store.New(rdb, store.Options{MaxLen: cfg.StreamMaxlen, Blocking: blocking, DedupeWindow: cfg.DedupeWindow,
-		AckReplicas: cfg.AckWaitReplicas, AckTimeout: cfg.AckWaitTimeout, Linger: cfg.AppendLinger})
+		AckReplicas: cfg.AckWaitReplicas, AckTimeout: cfg.AckWaitTimeout,
+		Linger: cfg.AppendLinger, OnBatch: func(n int) { m.AppendBatch.Observe(float64(n)) }})
 	h := hub.New(st, log, hub.Options{Direct: cfg.TailMode == config.TailDirect, History: cfg.History, Metrics: m,
 		OpenBells: hub.OpenWith(st.NewBells), ReadInterval: cfg.TailInterval})
 	defer h.Close()

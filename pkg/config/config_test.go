@@ -20,7 +20,7 @@ func TestFromEnvDefaults(t *testing.T) {
 	if c.DedupeWindow != 5*time.Minute || c.AckWaitReplicas != 0 || c.AckWaitTimeout != time.Second || c.StoreTimeout != 5*time.Second ||
 		c.WriteTimeout != 10*time.Second || c.HTTPReadTimeout != 15*time.Second || c.HTTPWriteTimeout != 30*time.Second ||
 		c.HTTPIdleTimeout != time.Minute || len(c.AllowedHosts) != 0 || c.Auth != AuthAnonymous || c.MaxConnsPerIP != 50 ||
-		c.HTTPHeaderTimeout != 10*time.Second || c.HTTPMaxHeaderBytes != 16384 || c.APIKey != "" {
+		c.HTTPHeaderTimeout != 10*time.Second || c.HTTPMaxHeaderBytes != 16384 || c.APIKey != "" || c.AppendLinger != 0 {
 		t.Fatalf("unexpected reliability defaults: %+v", c)
 	}
 	if c.ReplicaID == "" {
@@ -42,6 +42,7 @@ func TestFromEnvValues(t *testing.T) {
 	t.Setenv("CHAT_DEDUPE_WINDOW", "10m")
 	t.Setenv("CHAT_ACK_WAIT_REPLICAS", "1")
 	t.Setenv("CHAT_HTTP_IDLE_TIMEOUT", "90s")
+	t.Setenv("CHAT_APPEND_LINGER", "5ms")
 	c, err := FromEnv()
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +50,8 @@ func TestFromEnvValues(t *testing.T) {
 	if c.RedisURL != "redis://r:6379/0" || c.TailMode != TailDirect || c.PingInterval != 3*time.Second ||
 		c.ReplicaID != "r1" || len(c.AllowedOrigins) != 2 || c.AllowedOrigins[1] != "*.example.org" ||
 		len(c.Proxies()) != 2 || c.Proxies()[1].String() != "172.16.0.0/12" ||
-		len(c.AllowedHosts) != 2 || c.DedupeWindow != 10*time.Minute || c.AckWaitReplicas != 1 || c.HTTPIdleTimeout != 90*time.Second {
+		len(c.AllowedHosts) != 2 || c.DedupeWindow != 10*time.Minute || c.AckWaitReplicas != 1 || c.HTTPIdleTimeout != 90*time.Second ||
+		c.AppendLinger != 5*time.Millisecond {
 		t.Fatalf("unexpected config: %+v", c)
 	}
 }
@@ -88,6 +90,8 @@ func TestFromEnvRejects(t *testing.T) {
 		{"conns per ip", "CHAT_MAX_CONNS_PER_IP", "-1"},
 		{"header timeout", "CHAT_HTTP_HEADER_TIMEOUT", "1ms"},
 		{"header bytes", "CHAT_HTTP_MAX_HEADER_BYTES", "10"},
+		{"append linger negative", "CHAT_APPEND_LINGER", "-1ms"},
+		{"append linger too long", "CHAT_APPEND_LINGER", "1s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,6 +19,7 @@ type Metrics struct {
 	MessagesDeduplicated prometheus.Counter
 	Deliveries           prometheus.Counter
 	AppendSeconds        prometheus.Histogram
+	AppendBatch          prometheus.Histogram
 	DeliverySeconds      prometheus.Histogram
 	RedisErrors          *prometheus.CounterVec // op
 	Tailers              prometheus.Gauge
@@ -61,6 +62,9 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		AppendSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "streamchat", Name: "append_seconds", Help: "Time to store a message (XADD).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		AppendBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "streamchat", Name: "append_batch_size", Help: "Messages per Redis pipeline with CHAT_APPEND_LINGER.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 8)}),
 		DeliverySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "streamchat", Name: "delivery_seconds", Help: "From the stream entry's time (its ID) to its websocket write.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
@@ -76,7 +80,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Namespace: "streamchat", Name: "frames_rejected_total", Help: "Client frames answered with an error event, by code."}, []string{"code"}),
 	}
 	for _, c := range []prometheus.Collector{m.ConnsOpen, m.ConnsOpened, m.ConnsClosed, m.MessagesReceived, m.MessagesAppended, m.MessagesDeduplicated,
-		m.Deliveries, m.AppendSeconds, m.DeliverySeconds, m.RedisErrors, m.Tailers, m.CatchUpReads, m.RateLimited, m.Rejected} {
+		m.Deliveries, m.AppendSeconds, m.AppendBatch, m.DeliverySeconds, m.RedisErrors, m.Tailers, m.CatchUpReads, m.RateLimited, m.Rejected} {
 		f(c)
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{

@@ -84,6 +84,9 @@ func (b *batcher) append(ctx context.Context, key string, keys []string, args []
 		}
 		items := bt.items
 		b.mu.Unlock()
+		if b.s.opts.OnBatch != nil {
+			b.s.opts.OnBatch(len(items))
+		}
 		fctx, cancel := detach(ctx)
 		b.s.sendBatch(fctx, items)
 		cancel()

@@ -127,7 +127,14 @@ func TestLingerDuplicateInOneBatch(t *testing.T) {
 // A batch that finds the script gone (Redis restarted, or SCRIPT FLUSH)
 // loads it and runs, and a batch larger than maxBatch goes in several.
 func TestLingerLoadsTheScriptAndSplitsLargeBatches(t *testing.T) {
-	s, rdb := lingering(t, 30*time.Millisecond)
+	rdb := redistest.Start(t).Client()
+	var mu sync.Mutex
+	var sizes []int
+	s := New(rdb, Options{Prefix: redistest.Prefix(t), Linger: 30 * time.Millisecond, OnBatch: func(n int) {
+		mu.Lock()
+		sizes = append(sizes, n)
+		mu.Unlock()
+	}})
 	ctx := context.Background()
 	if _, err := s.Append(ctx, msg("n0", "first"), "c:ann"); err != nil {
 		t.Fatal(err)
@@ -147,6 +154,16 @@ func TestLingerLoadsTheScriptAndSplitsLargeBatches(t *testing.T) {
 	wg.Wait()
 	if got := streamLen(t, rdb, s, "r"); got != n+1 {
 		t.Fatalf("stream holds %d entries, want %d", got, n+1)
+	}
+	total := 0
+	for _, size := range sizes {
+		if size > maxBatch {
+			t.Fatalf("a batch of %d, more than %d", size, maxBatch)
+		}
+		total += size
+	}
+	if total != n+1 || len(sizes) < 4 {
+		t.Fatalf("batches %v: want %d appends in at least 4", sizes, n+1)
 	}
 }
 

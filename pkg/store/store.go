@@ -47,6 +47,8 @@ type Options struct {
 	// Redis in one pipeline per node: fewer wake-ups of Redis for up to
 	// Linger more latency per message. Default 0: each append goes at once.
 	Linger time.Duration
+	// OnBatch, when set, is told the size of every batch Linger gathered.
+	OnBatch func(size int)
 }
 
 // ErrNotReplicated means an entry is stored on the primary but fewer
